@@ -1,0 +1,239 @@
+"""A cluster: the Raft nodes under test, their Toxiproxy, and their life cycle.
+
+A `Cluster` is what the runner and the nemesis drive: it starts N register nodes
+(ids n1..nN) wired to each other through one Toxiproxy server (SPEC section 6: one
+proxy per ordered pair, `ni-to-nj`, N(N-1) proxies), lets faults kill, restart,
+pause and resume nodes, and tears everything down. Backends implement the protocol:
+`campaign.local_backend.LocalCluster` (processes on loopback, the default) and
+`campaign.docker_backend.DockerCluster` (containers). The helpers here (node ids,
+proxy topology, the cluster YAML file) are backend-neutral, so both backends build
+the same topology.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import requests
+import yaml
+
+from checker.errors import BadInput
+from nemesis.toxiproxy import Toxiproxy, proxy_name
+
+BACKENDS = {
+    "local": ("campaign.local_backend", "LocalCluster"),
+    "docker": ("campaign.docker_backend", "DockerCluster"),
+}
+
+# Node settings written to the cluster file unless node_options overrides them.
+DEFAULT_NODE_OPTIONS: dict[str, Any] = {
+    "fsync": True,
+    "heartbeat_ms": 50,
+    "election_timeout_ms": [300, 600],
+}
+
+
+class ClusterError(Exception):
+    """The cluster could not do what was asked (a node did not start, ...)."""
+
+
+@runtime_checkable
+class Cluster(Protocol):
+    """The life cycle of one test's cluster (docs/internals.md, "Runner").
+
+    Contract for every backend:
+    - `node_ids`: ["n1", ..., "nN"], fixed at construction.
+    - `toxiproxy`: a `nemesis.toxiproxy.Toxiproxy` adapter for this cluster's server,
+      usable once `start()` returned; its proxies are named by `proxy_name(i, j)`.
+    - `start()`: starts the toxiproxy server, creates the N(N-1) proxies, writes the
+      cluster file, starts the nodes; returns when every node answers GET /status.
+      Raises `BadInput` for a problem the user can fix (no toxiproxy binary, a busy
+      port) and `ClusterError` otherwise; in both cases everything already started is
+      stopped again.
+    - `client_url(id)`: "http://host:port" of the node's client API (SPEC section 4),
+      reached directly, not through a proxy.
+    - `kill(id)`: SIGKILL (no goodbye, no flush). `restart(id)`: starts a killed node
+      again on the same addresses and the same data (what it fsynced survives); returns
+      when it answers GET /status. `pause(id)`: SIGSTOP. `resume(id)`: SIGCONT.
+      Each is a no-op when the node is already in the wanted state.
+    - `collect_logs(run_dir)`: makes sure run_dir/nodes/<id>.log and
+      run_dir/toxiproxy.log exist (copying them out if they live elsewhere); returns
+      the paths.
+    - `teardown()`: idempotent; stops every process / container the cluster started,
+      paused ones included, and frees every port. Also called on Ctrl-C, SIGTERM and
+      at interpreter exit; children die with the runner even if it is SIGKILLed.
+    """
+
+    node_ids: list[str]
+    toxiproxy: Toxiproxy
+
+    def start(self) -> None: ...
+    def client_url(self, node_id: str) -> str: ...
+    def kill(self, node_id: str) -> None: ...
+    def restart(self, node_id: str) -> None: ...
+    def pause(self, node_id: str) -> None: ...
+    def resume(self, node_id: str) -> None: ...
+    def collect_logs(self, run_dir: Path | str) -> list[Path]: ...
+    def teardown(self) -> None: ...
+
+
+def make_cluster(backend: str, node_count: int, run_dir: Path | str,
+                 bug: str | None = None, node_options: dict | None = None,
+                 **backend_options: Any) -> Cluster:
+    """Build (not start) a cluster of `node_count` nodes with the named backend.
+
+    `node_options` are node settings written to the cluster file (fsync,
+    heartbeat_ms, election_timeout_ms, ...); `bug` is passed as `--bug` to every node.
+    `backend_options` go to the backend's constructor (local: `base_port`).
+    """
+    if backend not in BACKENDS:
+        raise BadInput(f"unknown backend {backend!r} (choose from "
+                       f"{', '.join(BACKENDS)})", field="backend")
+    if not isinstance(node_count, int) or node_count < 1:
+        raise BadInput(f"node count must be a positive integer, got {node_count!r}",
+                       field="nodes")
+    module_name, class_name = BACKENDS[backend]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        raise BadInput(f"backend {backend!r} is not available in this build",
+                       field="backend") from e
+    cls = getattr(module, class_name)
+    return cls(node_count, run_dir, bug=bug, node_options=node_options, **backend_options)
+
+
+def node_ids(node_count: int) -> list[str]:
+    """The node ids of a cluster: n1..nN."""
+    return [f"n{i}" for i in range(1, node_count + 1)]
+
+
+def proxy_pairs(ids: list[str]) -> list[tuple[str, str]]:
+    """Every ordered pair (src, dst), src != dst: one proxy each, N(N-1) in all."""
+    return [(a, b) for a in ids for b in ids if a != b]
+
+
+def proxy_specs(ids: list[str], peer_addr: dict[str, str],
+                listen_host: str = "127.0.0.1", listen_port: int = 0) -> list[dict]:
+    """Toxiproxy proxy descriptions (for `Toxiproxy.create_proxies`).
+
+    Proxy `ni-to-nj` forwards to `peer_addr[nj]` (node j's peer port, as the
+    toxiproxy server reaches it) and listens on listen_host:listen_port (port 0: the
+    server picks a free one; a docker backend passes fixed container ports instead).
+    """
+    return [{"name": proxy_name(a, b), "upstream": peer_addr[b],
+             "listen": f"{listen_host}:{listen_port}"} for a, b in proxy_pairs(ids)]
+
+
+def peers_from_proxies(ids: list[str], listen: dict[str, str],
+                       host: str | None = None) -> dict[str, dict[str, str]]:
+    """The `peers` table of the cluster file: node i dials `ni-to-nj` to reach j.
+
+    `listen` maps proxy name -> its listen address ("host:port"); `host`, when given,
+    replaces the host part (e.g. the toxiproxy container's name on a docker network).
+    """
+    peers: dict[str, dict[str, str]] = {}
+    for a, b in proxy_pairs(ids):
+        addr = listen[proxy_name(a, b)]
+        if host is not None:
+            addr = f"{host}:{addr.rsplit(':', 1)[1]}"
+        peers.setdefault(a, {})[b] = addr
+    return peers
+
+
+def cluster_config(nodes: dict[str, dict[str, str]], peers: dict[str, dict[str, str]],
+                   data_dir: str | None = None,
+                   node_options: dict | None = None) -> dict:
+    """The cluster file's content (docs/internals.md, "Cluster file").
+
+    `nodes`: id -> {"client": "host:port", "peer": "host:port"}.
+    """
+    config: dict[str, Any] = {"nodes": {i: dict(a) for i, a in nodes.items()},
+                              "peers": {i: dict(p) for i, p in peers.items()}}
+    if data_dir is not None:
+        config["data_dir"] = data_dir
+    options = dict(DEFAULT_NODE_OPTIONS)
+    options.update(node_options or {})
+    for key in ("nodes", "peers", "data_dir"):
+        if key in options:
+            raise BadInput(f"node option {key!r} is set by the cluster, not by the user",
+                           field=key)
+    config.update(options)
+    return config
+
+
+def write_cluster_file(path: Path | str, config: dict) -> Path:
+    """Write the cluster YAML file; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    tmp.replace(path)
+    return path
+
+
+def fetch_status(client_url: str, timeout_s: float = 1.0,
+                 session: requests.Session | None = None) -> dict | None:
+    """GET /status of one node (SPEC section 4); None if it does not answer well."""
+    http = session or requests
+    try:
+        resp = http.get(client_url + "/status", timeout=timeout_s)
+        data = resp.json() if resp.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def find_leader(cluster: Cluster, timeout_s: float = 1.0,
+                node_ids: list[str] | None = None) -> str | None:
+    """The node that says it leads in the highest term, or None.
+
+    Asks every node's GET /status (a paused or killed node simply does not count).
+    """
+    session = requests.Session()
+    session.trust_env = False
+    best: tuple[int, str] | None = None
+    try:
+        for nid in node_ids or cluster.node_ids:
+            st = fetch_status(cluster.client_url(nid), timeout_s, session)
+            if st and st.get("role") == "leader" and isinstance(st.get("term"), int):
+                if best is None or st["term"] > best[0]:
+                    best = (st["term"], nid)
+    finally:
+        session.close()
+    return best[1] if best else None
+
+
+def wait_for_status(client_urls: dict[str, str], timeout_s: float,
+                    alive: Any = None) -> None:
+    """Return when every node answers GET /status with its own id.
+
+    `alive(id) -> str | None` may report why a node can no longer answer (it
+    exited); that, or the deadline, raises ClusterError naming the nodes.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    waiting = dict(client_urls)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while waiting:
+            for nid, url in list(waiting.items()):
+                st = fetch_status(url, 0.5, session)
+                if st is not None and st.get("id") == nid:
+                    del waiting[nid]
+                elif alive is not None:
+                    why = alive(nid)
+                    if why:
+                        raise ClusterError(why)
+            if waiting and time.monotonic() > deadline:
+                raise ClusterError(f"nodes {sorted(waiting)} did not answer GET /status "
+                                   f"within {timeout_s:g} s")
+            if waiting:
+                time.sleep(0.05)
+    finally:
+        session.close()

@@ -1,0 +1,601 @@
+"""The local backend: a cluster of node processes on loopback, and their Toxiproxy.
+
+`LocalCluster` runs N `raftcheck node` processes and one real toxiproxy server
+process on 127.0.0.1, on free ports, with everything of the run under its folder:
+the cluster file (cluster.yaml), node data (data/<id>), node logs (nodes/<id>.log)
+and the toxiproxy log (toxiproxy.log). Faults are Unix signals: kill = SIGKILL,
+pause = SIGSTOP, resume = SIGCONT; restart starts the node again on its old data.
+
+No orphans: each child runs in its own process group (so signals reach all of it,
+and a Ctrl-C on the terminal does not), gets PR_SET_PDEATHSIG(SIGKILL) so the kernel
+kills it when the runner dies (even by SIGKILL), and `teardown()` runs on exit, on
+SIGTERM / SIGHUP and from the runner's own `finally`. PDEATHSIG fires when the
+*thread* that forked the child exits, so every child is spawned by one spawner
+thread that lives as long as the cluster.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import errno
+import logging
+import os
+import queue
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from campaign.cluster import (ClusterError, cluster_config, node_ids, peers_from_proxies,
+                              proxy_specs, wait_for_status, write_cluster_file)
+from checker.errors import BadInput
+from nemesis.toxiproxy import Toxiproxy, ToxiproxyError
+
+log = logging.getLogger("raftcheck.local")
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
+START_TIMEOUT_S = 30.0      # every node answers GET /status
+RESTART_TIMEOUT_S = 20.0
+RESTART_ATTEMPTS = 3
+STOP_GRACE_S = 2.0          # SIGTERM, then SIGKILL
+_PR_SET_PDEATHSIG = 1
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def find_toxiproxy() -> str:
+    """The toxiproxy server binary: $RAFTCHECK_TOXIPROXY, else `toxiproxy-server` on
+    PATH, else $(go env GOPATH)/bin/server. Missing: BadInput saying how to install."""
+    env = os.environ.get("RAFTCHECK_TOXIPROXY")
+    if env:
+        if os.path.isfile(env) and os.access(env, os.X_OK):
+            return env
+        raise BadInput(f"{env} is not an executable toxiproxy server; install one with "
+                       f"`{INSTALL_HINT}`", field="RAFTCHECK_TOXIPROXY")
+    found = shutil.which("toxiproxy-server")
+    if found:
+        return found
+    gopath = None
+    if shutil.which("go"):
+        try:
+            gopath = subprocess.run(["go", "env", "GOPATH"], capture_output=True,
+                                    text=True, timeout=20).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            gopath = None
+    for base in filter(None, [gopath, os.path.expanduser("~/go")]):
+        candidate = os.path.join(base.split(os.pathsep)[0], "bin", "server")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise BadInput("toxiproxy server not found (tried $RAFTCHECK_TOXIPROXY, "
+                   "toxiproxy-server on PATH, $(go env GOPATH)/bin/server); install it "
+                   f"with `{INSTALL_HINT}`", field="toxiproxy")
+
+
+def free_port(host: str = HOST) -> int:
+    """A port that is free now (the kernel picks it: bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def node_port(host: str = HOST, rng: random.Random | None = None) -> int:
+    """A free port for a node, below the kernel's ephemeral range when possible.
+
+    A node keeps its ports across kill and restart. A port from the ephemeral range
+    (what port 0 gives) can be taken meanwhile by any outgoing connection on the
+    machine, and the restart would fail; ports below that range are never handed out
+    by the kernel, only taken by servers that ask for them.
+    """
+    rng = rng or random.Random()
+    low = _ephemeral_low()
+    if low > 20000:
+        for _ in range(50):
+            port = rng.randrange(10000, low)
+            if port_is_free(port, host):
+                return port
+    return free_port(host)
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """True if a server could listen on host:port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class _Spawner:
+    """One long-lived thread that forks every child of a cluster (see module doc)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # handed to the caller
+                    fut.set_exception(e)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: Future = Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+def _child_setup(parent_pid: int, libc: Any) -> Callable[[], None]:
+    """preexec_fn: die with the spawning thread (PR_SET_PDEATHSIG)."""
+    def setup() -> None:
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the runner died before prctl took effect
+            os._exit(1)
+    return setup
+
+
+@dataclass
+class _Child:
+    """One child process (a node or the toxiproxy server) and its state."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+    paused: bool = False
+    log_offset: int = 0  # where this incarnation's output starts in the log
+    log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+class LocalCluster:
+    """N node processes on loopback plus one toxiproxy server (see module doc).
+
+    Implements `campaign.cluster.Cluster`. `base_port` (optional) fixes the ports
+    instead of picking free ones: node i (1-based) listens for clients on
+    base_port + 2(i-1) and for peers on base_port + 2(i-1) + 1; the toxiproxy API is on
+    base_port + 2N; a busy one is a BadInput. Proxies always get free ports.
+    `node_command` replaces the command that runs a node (default: this Python with
+    `-m campaign node`); `--config`, `--id` and `--bug` are appended.
+    """
+
+    def __init__(self, node_count: int, run_dir: Path | str, bug: str | None = None,
+                 node_options: dict | None = None, base_port: int | None = None,
+                 node_command: list[str] | None = None, seed: int | None = None,
+                 log_level: str | None = None) -> None:
+        self.node_ids = node_ids(node_count)
+        self.run_dir = Path(run_dir).resolve()
+        self.bug = bug
+        self.node_options = dict(node_options or {})
+        self.base_port = base_port
+        self.node_command = list(node_command or [sys.executable, "-m", "campaign", "node"])
+        self.seed = seed
+        self.log_level = log_level
+        self.toxiproxy: Toxiproxy = None  # type: ignore[assignment]  # set by start()
+        self.config_path = self.run_dir / "cluster.yaml"
+        self.addresses: dict[str, dict[str, str]] = {}
+        self._proxy_ports: list[int] = []
+        self.restart_attempts = RESTART_ATTEMPTS
+        self._nodes: dict[str, _Child] = {}
+        self._proxy_server: _Child | None = None
+        self._lock = threading.RLock()
+        self._started = False
+        self._torn_down = False
+        self._spawner: _Spawner | None = None
+        self._prev_handlers: dict[int, Any] = {}
+        try:
+            self._libc = ctypes.CDLL(None, use_errno=True)
+            self._libc.prctl  # noqa: B018 - Linux only
+        except (OSError, AttributeError):
+            self._libc = None
+
+    # --- Cluster protocol -------------------------------------------------------
+
+    def client_url(self, node_id: str) -> str:
+        return f"http://{self.addresses[self._known(node_id)]['client']}"
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                raise ClusterError("cluster already started")
+            self._started = True
+            self._spawner = _Spawner(f"spawner-{self.run_dir.name}")
+            atexit.register(self.teardown)
+            self._install_signal_handlers()
+        try:
+            self._start()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def kill(self, node_id: str) -> None:
+        """SIGKILL the node's process group (a no-op if it is not running)."""
+        with self._lock:
+            child = self._nodes[self._known(node_id)]
+            if not child.running():
+                return
+            _signal_group(child.popen, signal.SIGKILL)
+            child.popen.wait(timeout=10)
+            child.paused = False
+            log.info("killed %s (pid %d)", node_id, child.popen.pid)
+
+    def restart(self, node_id: str) -> None:
+        """Start a killed node again with its data; return when it answers /status.
+
+        Its ports may still be held for a moment (a port in use by a connection):
+        a start that fails on a busy port is retried a few times."""
+        for attempt in range(self.restart_attempts):
+            with self._lock:
+                child = self._nodes[self._known(node_id)]
+                if child.running():
+                    return
+                self._spawn(child)
+            try:
+                wait_for_status({node_id: self.client_url(node_id)}, RESTART_TIMEOUT_S,
+                                alive=lambda nid: self._exited(nid, starting=False))
+                log.info("restarted %s (pid %d)", node_id, child.popen.pid)
+                return
+            except _PortTaken:
+                if attempt == self.restart_attempts - 1:
+                    raise ClusterError(f"{node_id} could not restart: its port stays "
+                                       f"busy (see {child.log_path})") from None
+                log.warning("%s: port busy at restart, retrying", node_id)
+                time.sleep(0.5 * (attempt + 1))
+
+    def pause(self, node_id: str) -> None:
+        self._stop_cont(node_id, signal.SIGSTOP, True)
+
+    def resume(self, node_id: str) -> None:
+        self._stop_cont(node_id, signal.SIGCONT, False)
+
+    def collect_logs(self, run_dir: Path | str) -> list[Path]:
+        """Copy the logs to run_dir (a no-op for the run's own folder); their paths."""
+        run_dir = Path(run_dir).resolve()
+        sources = [self.run_dir / "nodes" / f"{n}.log" for n in self.node_ids]
+        sources.append(self.run_dir / "toxiproxy.log")
+        out = []
+        for src in sources:
+            dst = run_dir / src.relative_to(self.run_dir)
+            if src.exists() and dst != src:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+            if dst.exists():
+                out.append(dst)
+        return out
+
+    def teardown(self) -> None:
+        """Stop every process this cluster started (idempotent)."""
+        with self._lock:
+            if self._torn_down or not self._started:
+                self._torn_down = True
+                return
+            self._torn_down = True
+            children = list(self._nodes.values())
+            if self._proxy_server is not None:
+                children.append(self._proxy_server)
+            live = [c for c in children if c.running()]
+            for c in live:
+                _signal_group(c.popen, signal.SIGTERM)
+                _signal_group(c.popen, signal.SIGCONT)  # a paused node must see it
+            deadline = time.monotonic() + STOP_GRACE_S
+            for c in live:
+                try:
+                    c.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(c.popen, signal.SIGKILL)
+                    c.popen.wait(timeout=10)
+                # anything left in the group (a grandchild) goes too
+                _signal_group(c.popen, signal.SIGKILL)
+            for c in children:
+                if c.log_file is not None:
+                    c.log_file.close()
+                    c.log_file = None
+            if self.toxiproxy is not None:
+                self.toxiproxy.close()
+            if self._spawner is not None:
+                self._spawner.stop()
+            self._restore_signal_handlers()
+            atexit.unregister(self.teardown)
+            log.info("cluster in %s torn down", self.run_dir)
+
+    # --- more than the protocol ---------------------------------------------------
+
+    def pids(self) -> dict[str, int]:
+        """Process ids of the running children (nodes and "toxiproxy")."""
+        out = {n: c.popen.pid for n, c in self._nodes.items() if c.running()}
+        if self._proxy_server is not None and self._proxy_server.running():
+            out["toxiproxy"] = self._proxy_server.popen.pid
+        return out
+
+    def ports(self) -> list[int]:
+        """Every port this cluster listens on (nodes, toxiproxy API, proxies)."""
+        ports = [int(a.rsplit(":", 1)[1]) for addrs in self.addresses.values()
+                 for a in (addrs["client"], addrs["peer"])]
+        ports += self._proxy_ports
+        return ports
+
+    # --- start-up -----------------------------------------------------------------
+
+    def _start(self) -> None:
+        binary = find_toxiproxy()
+        n = len(self.node_ids)
+        for sub in ("nodes", "data"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        api_port = self._plan_ports()
+        self._start_toxiproxy(binary, api_port)
+        peer_addr = {i: a["peer"] for i, a in self.addresses.items()}
+        try:
+            created = self.toxiproxy.create_proxies(proxy_specs(self.node_ids, peer_addr, HOST))
+        except ToxiproxyError as e:
+            raise ClusterError(f"creating the {n * (n - 1)} proxies failed: {e}") from e
+        listen = {name: p.listen for name, p in created.items()}
+        self._proxy_ports = [int(a.rsplit(":", 1)[1]) for a in listen.values()]
+        config = cluster_config(self.addresses, peers_from_proxies(self.node_ids, listen),
+                                data_dir=str(self.run_dir / "data" / "{id}"),
+                                node_options=self.node_options)
+        write_cluster_file(self.config_path, config)
+        for nid in self.node_ids:
+            (self.run_dir / "data" / nid).mkdir(parents=True, exist_ok=True)
+            argv = self.node_command + ["--config", str(self.config_path), "--id", nid]
+            if self.bug:
+                argv += ["--bug", self.bug]
+            if self.log_level:
+                argv += ["--log-level", self.log_level]
+            child = _Child(nid, argv, self.run_dir / "nodes" / f"{nid}.log")
+            self._nodes[nid] = child
+            self._check_free(nid)
+            with self._lock:
+                self._spawn(child)
+        wait_for_status({i: self.client_url(i) for i in self.node_ids}, START_TIMEOUT_S,
+                        alive=self._exited)
+        log.info("cluster of %d nodes up in %s (toxiproxy %s)", n, self.run_dir,
+                 self.toxiproxy.url)
+
+    def _plan_ports(self) -> int:
+        """Choose the node and API ports; a busy fixed port is a BadInput."""
+        n = len(self.node_ids)
+        if self.base_port is None:
+            taken: set[int] = set()
+            for nid in self.node_ids:
+                ports = []
+                while len(ports) < 2:
+                    port = node_port()
+                    if port not in taken:
+                        taken.add(port)
+                        ports.append(port)
+                self.addresses[nid] = {"client": f"{HOST}:{ports[0]}",
+                                       "peer": f"{HOST}:{ports[1]}"}
+            return free_port()
+        base = int(self.base_port)
+        if not 1 <= base <= 65535 - 2 * n:
+            raise BadInput(f"base port {base} out of range (1..{65535 - 2 * n})",
+                           field="base_port")
+        for k, nid in enumerate(self.node_ids):
+            self.addresses[nid] = {"client": f"{HOST}:{base + 2 * k}",
+                                   "peer": f"{HOST}:{base + 2 * k + 1}"}
+        for nid in self.node_ids:
+            self._check_free(nid)
+        if not port_is_free(base + 2 * n):
+            raise _busy(base + 2 * n, "the toxiproxy API")
+        return base + 2 * n
+
+    def _check_free(self, nid: str) -> None:
+        for kind in ("client", "peer"):
+            port = int(self.addresses[nid][kind].rsplit(":", 1)[1])
+            if not port_is_free(port):
+                raise _busy(port, f"{nid}'s {kind} port")
+
+    def _start_toxiproxy(self, binary: str, api_port: int) -> None:
+        """Start the toxiproxy server; a dynamic port that turns busy is retried."""
+        for attempt in range(3):
+            argv = [binary, "-host", HOST, "-port", str(api_port)]
+            if self.seed is not None:
+                argv += ["-seed", str(self.seed)]
+            child = _Child("toxiproxy", argv, self.run_dir / "toxiproxy.log")
+            self._proxy_server = child
+            with self._lock:
+                self._spawn(child)
+            self.toxiproxy = Toxiproxy(HOST, api_port)
+            try:
+                self._wait_toxiproxy(child)
+                return
+            except _PortTaken:
+                if self.base_port is not None:
+                    raise _busy(api_port, "the toxiproxy API") from None
+                if attempt == 2:
+                    raise ClusterError(f"toxiproxy could not bind a free port "
+                                       f"(see {child.log_path})") from None
+                self.toxiproxy.close()
+                if child.log_file is not None:
+                    child.log_file.close()
+                api_port = free_port()
+
+    def _wait_toxiproxy(self, child: _Child) -> None:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                self.toxiproxy.version()
+                return
+            except ToxiproxyError as e:
+                if not child.running():
+                    text = _tail(child.log_path, since=child.log_offset)
+                    if "address already in use" in text.lower():
+                        raise _PortTaken() from None
+                    raise ClusterError(f"toxiproxy server exited with code "
+                                       f"{child.popen.returncode}: {_last_line(text)} "
+                                       f"(see {child.log_path})") from None
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"toxiproxy server did not answer: {e}") from None
+                time.sleep(0.05)
+
+    # --- processes ------------------------------------------------------------------
+
+    def _spawn(self, child: _Child) -> None:
+        """Start `child` from the spawner thread (caller holds the lock)."""
+        if self._torn_down or self._spawner is None:
+            raise ClusterError("cluster is torn down")
+        if child.log_file is None:
+            child.log_path.parent.mkdir(parents=True, exist_ok=True)
+            child.log_file = open(child.log_path, "ab")
+        child.log_offset = child.log_file.tell()
+        parent = os.getpid()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the node runs this source tree, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SOURCE_ROOT),
+                                                          env.get("PYTHONPATH")]))
+
+        def popen() -> subprocess.Popen:
+            return subprocess.Popen(child.argv, stdin=subprocess.DEVNULL,
+                                    stdout=child.log_file, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True, env=env,
+                                    cwd=str(self.run_dir),
+                                    preexec_fn=_child_setup(parent, self._libc))
+        try:
+            child.popen = self._spawner.call(popen)
+        except OSError as e:
+            raise ClusterError(f"cannot start {child.name}: {child.argv[0]}: "
+                               f"{e.strerror}") from e
+        child.paused = False
+        log.debug("started %s (pid %d): %s", child.name, child.popen.pid,
+                  " ".join(child.argv))
+
+    def _exited(self, nid: str, starting: bool = True) -> str | None:
+        """Why node `nid` cannot answer any more, or None while it runs. A busy port
+        is a BadInput at start-up, and raises _PortTaken at a restart."""
+        child = self._nodes[nid]
+        if child.running():
+            return None
+        text = _tail(child.log_path, since=child.log_offset)
+        if "address already in use" in text.lower():
+            if not starting:
+                raise _PortTaken()
+            raise BadInput(f"{nid} could not listen: {_last_line(text)} (a busy port; "
+                           f"see {child.log_path})", field="port")
+        code = child.popen.returncode if child.popen else None
+        return (f"node {nid} exited with code {code} before answering GET /status: "
+                f"{_last_line(text)} (see {child.log_path})")
+
+    def _stop_cont(self, node_id: str, sig: int, paused: bool) -> None:
+        with self._lock:
+            child = self._nodes[self._known(node_id)]
+            if child.paused == paused:
+                return
+            if not child.running():
+                raise ClusterError(f"cannot {'pause' if paused else 'resume'} "
+                                   f"{node_id}: it is not running")
+            _signal_group(child.popen, sig)
+            _wait_state(child.popen.pid, stopped=paused)
+            child.paused = paused
+            log.info("%s %s", "paused" if paused else "resumed", node_id)
+
+    def _known(self, node_id: str) -> str:
+        if node_id not in self.node_ids:
+            raise ClusterError(f"no node {node_id!r} (nodes: {', '.join(self.node_ids)})")
+        return node_id
+
+    # --- signals -----------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, prev in self._prev_handlers.items():
+            if signal.getsignal(sig) == self._on_signal:
+                signal.signal(sig, prev)
+        self._prev_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        prev = self._prev_handlers.get(signum, signal.SIG_DFL)
+        self.teardown()
+        if callable(prev):
+            prev(signum, frame)
+        elif prev != signal.SIG_IGN:
+            raise SystemExit(128 + signum)
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _busy(port: int, what: str) -> BadInput:
+    return BadInput(f"port {port} ({what}) is busy; stop what uses it or choose "
+                    f"another base port", field="port")
+
+
+def _signal_group(popen: subprocess.Popen, sig: int) -> None:
+    """Send `sig` to the child's process group (it leads its own session)."""
+    try:
+        os.killpg(popen.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as e:
+        if e.errno != errno.EPERM:
+            raise
+
+
+def _wait_state(pid: int, stopped: bool, timeout_s: float = 2.0) -> None:
+    """Wait until the kernel shows the process stopped (or running again): signals
+    are delivered asynchronously, and a pause must be in force when pause() returns."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return  # gone, or no /proc: nothing to wait for
+        if (state in (b"T", b"t")) == stopped:
+            return
+        time.sleep(0.005)
+
+
+def _tail(path: Path, limit: int = 4000, since: int = 0) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(since, f.tell() - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "(no output)"
