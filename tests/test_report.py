@@ -1,0 +1,210 @@
+"""report.html: it renders in real headless Chromium without script errors, for a valid
+and an invalid run, shows the failing op, stays bounded, and never raises on bad data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from campaign import timeline
+from campaign.intervals import pair
+from campaign.report import render_report
+from checker.history import Op
+from tests.report_fixtures import results_for, synthetic_history
+from tests.support import require
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+TEST_JSON = {"name": "register-partition", "seed": 42,
+             "options": {"nodes": 3, "concurrency": 5, "nemesis": ["partition"]}}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium (Debian's), driven by selenium through chromedriver."""
+    chromium = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    driver_bin = CHROMEDRIVER if os.path.exists(CHROMEDRIVER) else shutil.which("chromedriver")
+    require(bool(chromium and driver_bin), "chromium and chromedriver are needed "
+            "(apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        require(False, "selenium is needed (pip install selenium)")
+    profile = tempfile.mkdtemp(prefix="raftcheck-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--window-size=1280,900"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(driver_bin))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(driver, path: Path) -> list[dict]:
+    """Load a page; return its script errors (and failed loads) from the browser log."""
+    driver.get_log("browser")  # drop what an earlier page left
+    driver.get(path.resolve().as_uri())
+    driver.execute_script("return document.readyState")
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _hover_op(driver, index: int):
+    """Move the mouse onto op `index`'s bar in the timeline; return the tooltip."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    x, y = driver.execute_script("""
+        var tl = window.raftcheckTimeline; tl.focusFailure();
+        var p = tl.locate(arguments[0]), c = document.getElementById('tl-canvas');
+        var r = c.getBoundingClientRect(); window.scrollBy(0, r.top + p.y - innerHeight / 2);
+        r = c.getBoundingClientRect();
+        return [Math.round(r.left + p.x), Math.round(r.top + p.y)];""", index)
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(x, y)
+    actions.perform()
+    return driver.find_element("id", "tl-tip")
+
+
+def test_valid_run_renders_without_script_errors(browser, tmp_path):
+    ops = synthetic_history(2000, seed=5)
+    results = results_for(ops)
+    assert results["valid"] is True
+    out = tmp_path / "report.html"
+    assert render_report(ops, results, TEST_JSON, out) == []
+    assert _open(browser, out) == []
+    assert browser.find_element("id", "verdict").text == "VALID"
+    assert browser.find_element("id", "seed").text == "42"
+    assert browser.find_elements("id", "no-failures")
+    # the timeline script ran and drew every op; both plots decode as images
+    drawn = browser.execute_script("return window.raftcheckTimeline.drawn")
+    assert drawn == len(pair(ops).ops)
+    for plot in ("plot-latency", "plot-rate"):
+        width = browser.execute_script(
+            f"return document.getElementById('{plot}').naturalWidth")
+        assert width > 100
+    # zoom in, out and back: the view changes and no error is raised
+    whole = browser.execute_script("return window.raftcheckTimeline.view()")
+    browser.find_element("id", "tl-in").click()
+    zoomed = browser.execute_script("return window.raftcheckTimeline.view()")
+    assert zoomed[1] - zoomed[0] < whole[1] - whole[0]
+    browser.find_element("id", "tl-reset").click()
+    assert browser.execute_script("return window.raftcheckTimeline.view()") == whole
+    from selenium.webdriver.support.ui import Select
+    keys = Select(browser.find_element("id", "tl-key"))
+    assert len(keys.options) == 1 + 8  # "all" and the 8 keys of the synthetic run
+    keys.select_by_index(2)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_invalid_run_shows_the_failing_op(browser, tmp_path):
+    ops = synthetic_history(2000, seed=3, stale_read=True)
+    results = results_for(ops)
+    assert results["valid"] is False
+    failure = results["checkers"]["linearizable"]["failures"][0]
+    bad = failure["op"]["index"]
+    out = tmp_path / "report.html"
+    assert render_report(ops, results, TEST_JSON, out) == []
+    assert _open(browser, out) == []
+    assert browser.find_element("id", "verdict").text == "INVALID"
+    shown = browser.find_element("id", "failing-op")
+    assert shown.is_displayed() and f"op {bad} " in shown.text
+    assert failure["reason"] in browser.find_element("css selector", ".reason").text
+    # the Porcupine-like window: the failing op in red, numbered linearization points
+    svg_bad = browser.find_elements("css selector", ".failure .lv-fail-op")
+    assert svg_bad and svg_bad[0].get_attribute("data-index") is not None
+    assert len(browser.find_elements("css selector", "#failure-1 .lv-point")) >= 1
+    assert browser.find_elements("css selector", ".shrunk svg")
+    # the timeline starts on the failing op; hovering its bar (a real mouse move) names it
+    idx = int(svg_bad[0].get_attribute("data-index"))
+    tip = _hover_op(browser, idx)
+    assert tip.is_displayed()
+    assert f"op {idx} " in tip.text and "CANNOT BE LINEARIZED" in tip.text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_history_values_cannot_inject_script(browser, tmp_path):
+    evil = "</script><script>window.pwned=1</script><img src=x onerror='window.pwned=2'>"
+    ops = [Op(0, 0, "invoke", 0, "write", evil, key="k"),
+           Op(1, 1_000_000, "ok", 0, "write", evil, key="k"),
+           Op(2, 2_000_000, "invoke", 1, "read", None, key="k"),
+           Op(3, 3_000_000, "ok", 1, "read", evil, key="k")]
+    out = tmp_path / "report.html"
+    render_report(ops, results_for(ops), {"name": evil, "seed": evil}, out)
+    assert _open(browser, out) == []
+    assert browser.execute_script("return window.pwned === undefined")
+    assert browser.find_element("id", "seed").text == evil
+
+
+def test_ten_thousand_ops_stay_under_five_megabytes(tmp_path):
+    ops = synthetic_history(10_000, seed=7, stale_read=True)
+    out = tmp_path / "report.html"
+    assert render_report(ops, results_for(ops), TEST_JSON, out) == []
+    assert out.stat().st_size < 5 * 1024 * 1024
+    assert "Cannot be linearized" in out.read_text(encoding="utf-8")
+
+
+def test_large_histories_draw_a_bounded_window_and_keep_named_ops():
+    iv = pair(synthetic_history(6000, seed=2))
+    named = iv.ops[0].index            # far from the centre: kept because it is named
+    centre = iv.ops[len(iv.ops) // 2].start
+    drawn, note = timeline.select(iv, centre, [named], max_ops=500)
+    assert len(drawn) == 501 and note and "3,000 ops" in note
+    assert named in {o.index for o in drawn}
+    assert len(timeline.select(iv, centre, [], max_ops=10_000)[0]) == len(iv.ops)
+    data = timeline.payload(iv, drawn, {})
+    assert sum(data["overview"]["ok"] + data["overview"]["fail"]
+               + data["overview"]["info"]) == len(iv.ops)
+
+
+def test_drawing_problems_are_warnings_and_keep_the_verdict(tmp_path):
+    ops = synthetic_history(200, seed=1)
+    ops.append(Op(len(ops), ops[-1].time + 1, "ok", 999, "read", 1, key=0))  # no invoke
+    broken = {"valid": False, "checkers": {"linearizable": {
+        "valid": False, "failures": [{"key": 0, "op": {"index": 10**9},
+                                      "prefix": "not a list", "concurrent": [None, "x"],
+                                      "shrunk": [{"type": "ok"}, 5], "state": object()}]}},
+        "stats": {}}
+    out = tmp_path / "report.html"
+    warnings = render_report(ops, broken, None, out)
+    assert any("no invoke" in w for w in warnings)
+    page = out.read_text(encoding="utf-8")
+    assert 'id="verdict">INVALID<' in page
+    # an unwritable destination is a warning too, never an exception
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert any("cannot write" in w for w in render_report(ops, broken, None, blocker / "r.html"))
+
+
+def test_offline_report_accepts_a_bare_checker_result(tmp_path):
+    ops = synthetic_history(300, seed=4, stale_read=True)
+    lin = results_for(ops)["checkers"]["linearizable"]
+    out = tmp_path / "offline.html"
+    assert render_report(ops, lin, None, out) == []
+    page = out.read_text(encoding="utf-8")
+    assert 'id="verdict">INVALID<' in page and "Offline check" in page
+    assert not re.search(r"(src|href|url)\s*[=(]\s*[\"']?\s*(https?:)?//", page)  # offline
+    json.loads(page.split('id="tl-data">')[1].split("</script>")[0])
+
+
+def test_empty_unknown_run_renders(browser, tmp_path):
+    results = {"valid": "unknown", "checkers": {"linearizable": {
+        "valid": "unknown", "unknown_reason": "time limit 1 s reached at key 3"}}, "stats": {}}
+    out = tmp_path / "report.html"
+    assert render_report([], results, {"name": "empty", "seed": 1}, out) == []
+    assert _open(browser, out) == []
+    assert browser.find_element("id", "verdict").text == "UNKNOWN"
+    assert "time limit 1 s reached at key 3" in browser.find_element("id", "summary").text
+    assert browser.execute_script("return window.raftcheckTimeline.drawn") == 0
