@@ -1,0 +1,669 @@
+"""The Raft consensus core: a deterministic state machine with no I/O.
+
+Interface changes: none to the brief's interface. Additions: `has_ready()` (the
+caller loops on it), `Ready.must_sync()`, read-only helpers `voted_for`,
+`applied_index`, `entry(i)`, `entries()`; `AppendEntriesReply.reject_index` (the
+refused prevLogIndex, so stale refusals are recognised); every AppendEntries carries
+the leader's latest `read_ctx`.
+
+A *core* is one Raft server's protocol state (paper Figure 2) driven from outside,
+in the style of etcd-io/raft: no sockets, no clocks, no threads, no disk. The caller
+feeds it inputs and drains outputs:
+
+- inputs: `tick()` (one unit of logical time), `step(message)` (a message from a peer),
+  `propose(command) -> index | None` (leader only), `read_index(request_id) -> bool`
+  (leader only; a linearizable read, dissertation 6.4);
+- outputs: `ready() -> Ready`, then `advance(ready)`.
+
+Contract for the caller (the server and node.sim do exactly this):
+
+1. After any input, while `has_ready()`: `rd = core.ready()`; then
+   a. persist `rd.hard_state` (if not None), the truncation `rd.truncate_from`
+      (if not None: drop stored entries from that index on) and `rd.entries`
+      (append), durably (fsync) — *persist before send*;
+   b. send `rd.messages` (each `(to_id, message)`; losing some is allowed);
+   c. apply `rd.committed` (CommitEntry, in log order, each index exactly once per
+      core lifetime; they were persisted in this or an earlier Ready);
+   d. answer `rd.reads`: each `(request_id, read_index)` may be served from the state
+      machine once it has applied `read_index`; answer `rd.dropped_reads` (request
+      ids) with a definite "not leader / try again" (the read was not served);
+   e. `core.advance(rd)`.
+   No other method (except properties and `status()`) may be called between
+   `ready()` and `advance()`.
+2. A proposal is identified by `(index, term)` where `index = propose(cmd)` and
+   `term = core.term` just after the call. It took effect iff a CommitEntry with that
+   index *and* that term is delivered; a CommitEntry at that index with another term
+   means it never will (it was overwritten).
+3. Restart: build a new core from the stored `HardState` and log. `commit_index` may
+   be 0 (the default): committed entries are then delivered again from index 1 once
+   the core learns the commit index, so a fresh state machine replays the log.
+
+Rules implemented, with the paper's section (Ongaro & Ousterhout 2014, "In Search of
+an Understandable Consensus Algorithm", and Ongaro's dissertation for PreVote,
+CheckQuorum and ReadIndex) next to the code that implements each.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.messages import (AppendEntries, AppendEntriesReply, CommitEntry, LogEntry,
+                           Message, RequestVote, RequestVoteReply)
+
+FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
+
+_log = logging.getLogger("raftcheck.node.raft")
+
+
+@dataclass
+class RaftConfig:
+    """Timing in ticks. A follower that hears no leader for a random number of ticks in
+    [election_ticks_min, election_ticks_max] starts an election (section 5.2)."""
+
+    election_ticks_min: int = 10
+    election_ticks_max: int = 20
+    heartbeat_ticks: int = 1
+    max_batch_entries: int = 256
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.heartbeat_ticks < self.election_ticks_min <= self.election_ticks_max):
+            raise ValueError("RaftConfig: need 1 <= heartbeat_ticks < election_ticks_min "
+                             "<= election_ticks_max")
+        if self.max_batch_entries < 1:
+            raise ValueError("RaftConfig: max_batch_entries must be >= 1")
+
+
+@dataclass
+class HardState:
+    """The persistent state of Figure 2 besides the log: currentTerm and votedFor."""
+
+    term: int = 0
+    voted_for: str | None = None
+
+
+@dataclass
+class Ready:
+    """What the caller must persist, send, apply and answer (see the module contract)."""
+
+    hard_state: HardState | None = None
+    truncate_from: int | None = None
+    entries: list[tuple[int, LogEntry]] = field(default_factory=list)
+    messages: list[tuple[str, Message]] = field(default_factory=list)
+    committed: list[CommitEntry] = field(default_factory=list)
+    reads: list[tuple[Any, int]] = field(default_factory=list)
+    dropped_reads: list[Any] = field(default_factory=list)
+
+    def must_sync(self) -> bool:
+        return self.hard_state is not None or self.truncate_from is not None or bool(self.entries)
+
+
+class _Progress:
+    """A leader's view of one follower: nextIndex and matchIndex (Figure 2, leader
+    state). `probing`: the follower's log position is unknown, so at most one
+    AppendEntries is in flight; otherwise entries are pipelined (next advances
+    optimistically as they are sent)."""
+
+    __slots__ = ("next", "match", "probing", "probe_sent", "read_ack", "dirty")
+
+    def __init__(self, next_index: int) -> None:
+        self.next = next_index
+        self.match = 0
+        self.probing = True
+        self.probe_sent = False
+        self.read_ack = 0
+        self.dirty = True
+
+
+class _NodeLog(logging.LoggerAdapter):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['node']}] {msg}", kwargs
+
+
+class RaftCore:
+    """One Raft server's protocol state (Figure 2); deterministic given `rng`."""
+
+    def __init__(self, node_id: str, peer_ids: list[str], hard_state: HardState,
+                 log: list[LogEntry], config: RaftConfig, rng: random.Random,
+                 commit_index: int = 0) -> None:
+        self.id = node_id
+        self.peers = [p for p in peer_ids if p != node_id]
+        self._peer_set = set(self.peers)
+        self.config = config
+        self.rng = rng
+        self.log_ = _NodeLog(_log, {"node": node_id})
+        self._term = hard_state.term
+        self._voted_for = hard_state.voted_for
+        self._log: list[LogEntry] = list(log)
+        if not 0 <= commit_index <= len(self._log):
+            raise ValueError(f"commit_index {commit_index} outside the log (0..{len(self._log)})")
+        self._commit = commit_index
+        self._applied = 0            # last index handed out in Ready.committed
+        self._stable = len(self._log)  # entries the storage holds (log[:stable])
+        self._trunc: int | None = None  # storage must drop entries from here on
+        self._saved_hs = HardState(self._term, self._voted_for)
+        self._role = FOLLOWER
+        self._leader: str | None = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._timeout = self._random_timeout()
+        self._votes: dict[str, bool] = {}
+        self._progress: dict[str, _Progress] = {}
+        self._active: set[str] = set()
+        self._msgs: list[tuple[str, Message]] = []
+        # ReadIndex (dissertation 6.4): requests waiting for a quorum round.
+        self._read_ctx = 0
+        self._reads_unsent: list[Any] = []              # not yet tagged with a ctx
+        self._reads_pending: list[tuple[int, Any, int]] = []  # (ctx, request_id, index)
+        self._reads_ready: list[tuple[Any, int]] = []
+        self._reads_dropped: list[Any] = []
+        self._broadcast_read = False
+        self._heartbeat_now = False
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def voted_for(self) -> str | None:
+        return self._voted_for
+
+    @property
+    def leader_id(self) -> str | None:
+        return self._leader
+
+    @property
+    def commit_index(self) -> int:
+        return self._commit
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    def log_length(self) -> int:
+        return len(self._log)
+
+    def entry(self, index: int) -> LogEntry:
+        """The entry at 1-based `index` (for tests and the simulation)."""
+        return self._log[index - 1]
+
+    def entries(self) -> list[LogEntry]:
+        """A copy of the whole log (for tests and the simulation)."""
+        return list(self._log)
+
+    def status(self) -> dict:
+        return {"id": self.id, "role": self._role, "term": self._term,
+                "leader": self._leader, "commit_index": self._commit,
+                "last_applied": self._applied, "log_length": len(self._log)}
+
+    # ------------------------------------------------------------------ helpers
+    def _quorum(self) -> int:
+        return (len(self.peers) + 1) // 2 + 1
+
+    def _last_index(self) -> int:
+        return len(self._log)
+
+    def _term_at(self, index: int) -> int | None:
+        if index == 0:
+            return 0
+        if 1 <= index <= len(self._log):
+            return self._log[index - 1].term
+        return None
+
+    def _last_term(self) -> int:
+        return self._log[-1].term if self._log else 0
+
+    def _random_timeout(self) -> int:
+        # Randomized election timeouts (section 5.2).
+        return self.rng.randint(self.config.election_ticks_min, self.config.election_ticks_max)
+
+    def _send(self, to: str, msg: Message) -> None:
+        self._msgs.append((to, msg))
+
+    def _in_lease(self) -> bool:
+        # Dissertation 4.2.3 / 9.6: a server that heard from a current leader within
+        # the minimum election timeout ignores RequestVote (and PreVote) requests.
+        return (self.config.check_quorum and self._leader is not None
+                and self._election_elapsed < self.config.election_ticks_min)
+
+    # ------------------------------------------------------------------ role changes
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        # Figure 2, all servers: if RPC term T > currentTerm, set currentTerm = T and
+        # convert to follower.
+        if self._role == LEADER:
+            self.log_.info("stepping down at term %d (new term %d, leader %s)",
+                           self._term, term, leader)
+            self._drop_reads()
+        if term > self._term:
+            self._term = term
+            self._voted_for = None
+        self._role = FOLLOWER
+        self._leader = leader
+        self._election_elapsed = 0
+        self._timeout = self._random_timeout()
+        self._votes = {}
+        self._progress = {}
+
+    def _drop_reads(self) -> None:
+        self._reads_dropped.extend(self._reads_unsent)
+        self._reads_dropped.extend(r for _, r, _ in self._reads_pending)
+        self._reads_unsent = []
+        self._reads_pending = []
+        self._broadcast_read = False
+
+    def _campaign(self, pre: bool) -> None:
+        """Start an election (section 5.2), or a PreVote round first (dissertation 9.6):
+        a pre-candidate asks whether it could win at term+1 without raising its term,
+        so a partitioned server rejoining does not depose a healthy leader."""
+        self._election_elapsed = 0
+        self._timeout = self._random_timeout()
+        self._leader = None
+        self._votes = {self.id: True}
+        if pre:
+            self._role = PRE_CANDIDATE
+            term = self._term + 1
+            self.log_.debug("pre-vote for term %d", term)
+        else:
+            self._role = CANDIDATE
+            self._term += 1
+            self._voted_for = self.id
+            term = self._term
+            self.log_.info("campaigning at term %d", term)
+        if len(self._votes) >= self._quorum():
+            self._won(pre)
+            return
+        for p in self.peers:
+            self._send(p, RequestVote(term, self.id, self._last_index(), self._last_term(), pre))
+
+    def _won(self, pre: bool) -> None:
+        if pre:
+            self._campaign(pre=False)
+        else:
+            self._become_leader()
+
+    def _become_leader(self) -> None:
+        """Section 5.2: a candidate with votes from a majority becomes leader; it
+        appends a no-op of its own term (section 8) so it can commit (Figure 8) and
+        serve reads, and initializes nextIndex/matchIndex (Figure 2)."""
+        self._role = LEADER
+        self._leader = self.id
+        self._heartbeat_elapsed = 0
+        self._election_elapsed = 0
+        self._active = set()
+        last = self._last_index()
+        self._progress = {p: _Progress(last + 1) for p in self.peers}
+        self._read_ctx += 1  # replies echoing older contexts are from older terms
+        self.log_.info("became leader at term %d (log length %d)", self._term, last)
+        self._log.append(LogEntry(self._term, None))
+        self._maybe_commit()
+
+    # ------------------------------------------------------------------ inputs
+    def tick(self) -> None:
+        """One unit of logical time."""
+        if self._role == LEADER:
+            self._heartbeat_elapsed += 1
+            self._election_elapsed += 1
+            if self._election_elapsed >= self.config.election_ticks_min:
+                self._election_elapsed = 0
+                # CheckQuorum (dissertation 6.2): a leader that has not heard from a
+                # majority within an election timeout steps down.
+                if self.config.check_quorum and len(self._active) + 1 < self._quorum():
+                    self.log_.info("check-quorum failed at term %d: stepping down", self._term)
+                    self._become_follower(self._term, None)
+                    return
+                self._active = set()
+            if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+                # Section 5.2: leaders send periodic heartbeats to maintain authority.
+                self._heartbeat_elapsed = 0
+                for pr in self._progress.values():
+                    pr.probe_sent = False
+                    pr.dirty = True
+                self._heartbeat_now = True
+            return
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._timeout:
+            # Section 5.2: a follower that receives no communication over the election
+            # timeout begins an election.
+            self._campaign(pre=self.config.pre_vote)
+
+    def propose(self, command: Any) -> int | None:
+        """Append a command to the leader's log (section 5.3); its index, or None if
+        this node is not the leader."""
+        if self._role != LEADER:
+            return None
+        self._log.append(LogEntry(self._term, command))
+        for pr in self._progress.values():
+            pr.dirty = True
+        if not self.peers:
+            self._maybe_commit()
+        return len(self._log)
+
+    def read_index(self, request_id: Any) -> bool:
+        """Start a linearizable read (dissertation 6.4, ReadIndex): once the leader has
+        committed an entry of its term, the read index is its commit index, confirmed
+        by a heartbeat round acknowledged by a majority. False if not leader."""
+        if self._role != LEADER:
+            return False
+        self._reads_unsent.append(request_id)
+        self._broadcast_read = True
+        return True
+
+    def step(self, m: Message) -> None:
+        """Handle one message from a peer. Messages from unknown senders are ignored."""
+        if m.sender not in self._peer_set:
+            self.log_.warning("ignoring %s from unknown sender %r", type(m).__name__, m.sender)
+            return
+        if m.term > self._term:
+            if isinstance(m, RequestVote):
+                if self._in_lease():
+                    # Dissertation 4.2.3: within the lease, ignore a disruptive vote.
+                    self.log_.debug("ignoring %s from %s at term %d: leader %s is alive",
+                                    "pre-vote" if m.pre_vote else "vote", m.sender, m.term,
+                                    self._leader)
+                    return
+                if not m.pre_vote:
+                    self._become_follower(m.term, None)
+            elif isinstance(m, RequestVoteReply) and m.pre_vote and m.granted:
+                pass  # a granted PreVote carries the term it was asked for
+            else:
+                leader = m.sender if isinstance(m, AppendEntries) else None
+                self._become_follower(m.term, leader)
+        elif m.term < self._term:
+            if isinstance(m, AppendEntries):
+                # A stale leader: tell it our term so it steps down (dissertation 9.6,
+                # needed with CheckQuorum/PreVote since terms no longer spread by votes).
+                self._send(m.sender, AppendEntriesReply(self._term, self.id, False,
+                                                        read_ctx=m.read_ctx))
+            elif isinstance(m, RequestVote):
+                # Figure 2, RequestVote receiver 1: reply false if term < currentTerm.
+                self._send(m.sender, RequestVoteReply(self._term, self.id, False, m.pre_vote))
+            return
+
+        if isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, RequestVoteReply):
+            self._handle_vote_reply(m)
+        elif isinstance(m, AppendEntries):
+            self._handle_append(m)
+        elif isinstance(m, AppendEntriesReply):
+            self._handle_append_reply(m)
+
+    # ------------------------------------------------------------------ votes
+    def _handle_vote_request(self, m: RequestVote) -> None:
+        # Figure 2, RequestVote receiver 2: grant if votedFor is null or candidateId
+        # (one vote per term), and the candidate's log is at least as up-to-date as
+        # ours (section 5.4.1: compare last terms, then last indexes).
+        can_vote = (self._voted_for == m.sender
+                    or (self._voted_for is None and self._leader is None)
+                    or (m.pre_vote and m.term > self._term))
+        up_to_date = (m.last_log_term > self._last_term()
+                      or (m.last_log_term == self._last_term()
+                          and m.last_log_index >= self._last_index()))
+        if can_vote and up_to_date:
+            if m.pre_vote:
+                self._send(m.sender, RequestVoteReply(m.term, self.id, True, True))
+            else:
+                self._voted_for = m.sender
+                self._election_elapsed = 0
+                self.log_.debug("voted for %s at term %d", m.sender, self._term)
+                self._send(m.sender, RequestVoteReply(self._term, self.id, True, False))
+        else:
+            self._send(m.sender, RequestVoteReply(self._term, self.id, False, m.pre_vote))
+
+    def _handle_vote_reply(self, m: RequestVoteReply) -> None:
+        if m.pre_vote:
+            if self._role != PRE_CANDIDATE or (m.granted and m.term != self._term + 1):
+                return
+        else:
+            if self._role != CANDIDATE or m.term != self._term:
+                return
+        self._votes.setdefault(m.sender, m.granted)
+        granted = sum(1 for v in self._votes.values() if v)
+        rejected = len(self._votes) - granted
+        if granted >= self._quorum():
+            self._won(m.pre_vote)
+        elif rejected >= self._quorum():
+            self._become_follower(self._term, None)
+
+    # ------------------------------------------------------------------ replication
+    def _handle_append(self, m: AppendEntries) -> None:
+        # Same term: m.sender is the leader of this term (one leader per term, 5.2).
+        if self._role == LEADER:
+            self.log_.error("AppendEntries from %s at my own term %d as leader: ignored",
+                            m.sender, self._term)
+            return
+        if self._role != FOLLOWER or self._leader != m.sender:
+            self._become_follower(self._term, m.sender)
+        self._election_elapsed = 0
+        prev = m.prev_log_index
+        # Figure 2, AppendEntries receiver 2: reply false if the log does not contain
+        # an entry at prevLogIndex whose term matches prevLogTerm.
+        if self._term_at(prev) != m.prev_log_term:
+            if prev > self._last_index():
+                ci, ct = self._last_index() + 1, 0
+            else:
+                # Fast backtracking (section 5.3, end): report the conflicting term and
+                # the first index we hold for it.
+                ct = self._log[prev - 1].term
+                ci = prev
+                while ci > 1 and self._log[ci - 2].term == ct:
+                    ci -= 1
+            self._send(m.sender, AppendEntriesReply(self._term, self.id, False,
+                                                    conflict_index=ci, conflict_term=ct,
+                                                    reject_index=prev, read_ctx=m.read_ctx))
+            return
+        # Figure 2, receiver 3 and 4: delete an existing entry that conflicts with a
+        # new one (same index, different term) and all that follow; append any new
+        # entries not already in the log. Never truncate on a mere duplicate.
+        index = prev
+        for k, e in enumerate(m.entries):
+            index = prev + 1 + k
+            if index <= len(self._log):
+                if self._log[index - 1].term == e.term:
+                    continue
+                self._truncate(index)
+            self._log.extend(m.entries[k:])
+            break
+        last_new = prev + len(m.entries)
+        # Figure 2, receiver 5: commitIndex = min(leaderCommit, index of last new
+        # entry) — only over entries verified against this leader's log.
+        if m.leader_commit > self._commit:
+            self._commit = max(self._commit, min(m.leader_commit, last_new))
+        self._send(m.sender, AppendEntriesReply(self._term, self.id, True,
+                                                match_index=last_new, read_ctx=m.read_ctx))
+
+    def _truncate(self, index: int) -> None:
+        if index <= self._commit:
+            # Never happens in a correct Raft (Log Matching + Leader Completeness).
+            raise RuntimeError(f"[{self.id}] refusing to truncate committed entry {index} "
+                               f"(commit index {self._commit})")
+        self.log_.info("truncating log from index %d (length %d)", index, len(self._log))
+        del self._log[index - 1:]
+        if index <= self._stable:
+            self._stable = index - 1
+            self._trunc = index if self._trunc is None else min(self._trunc, index)
+
+    def _handle_append_reply(self, m: AppendEntriesReply) -> None:
+        if self._role != LEADER:
+            return
+        pr = self._progress.get(m.sender)
+        if pr is None:
+            return
+        self._active.add(m.sender)
+        pr.probe_sent = False
+        if m.read_ctx > pr.read_ack:
+            pr.read_ack = m.read_ctx
+            self._confirm_reads()
+        if m.success:
+            if m.match_index > self._last_index():
+                self.log_.warning("bogus match_index %d from %s", m.match_index, m.sender)
+                return
+            if m.match_index > pr.match:
+                pr.match = m.match_index
+            if pr.next <= pr.match:
+                pr.next = pr.match + 1
+            if pr.probing:
+                pr.probing = False
+                pr.next = pr.match + 1
+            if pr.next <= self._last_index():
+                pr.dirty = True
+            self._maybe_commit()
+            return
+        # Rejection. Stale if the refused index is already known to match.
+        if m.reject_index <= pr.match:
+            return
+        nxt = m.conflict_index
+        if m.conflict_term > 0:
+            # Fast backtracking: if we have entries of conflict_term, resume after our
+            # last one; otherwise skip the follower's whole conflicting term.
+            i = min(m.reject_index, self._last_index())
+            while i > 0 and self._log[i - 1].term > m.conflict_term:
+                i -= 1
+            if i > 0 and self._log[i - 1].term == m.conflict_term:
+                nxt = i + 1
+        nxt = min(nxt, m.reject_index)
+        pr.next = max(pr.match + 1, min(nxt, self._last_index() + 1), 1)
+        pr.probing = True
+        pr.dirty = True
+
+    def _maybe_commit(self) -> None:
+        """Section 5.3/5.4.2 (Figure 8): the leader sets commitIndex to the largest N
+        held by a majority (its own persisted log counts) with log[N].term ==
+        currentTerm; older-term entries commit only indirectly."""
+        matches = sorted([pr.match for pr in self._progress.values()] + [self._stable],
+                         reverse=True)
+        n = matches[self._quorum() - 1]
+        if n > self._commit and self._term_at(n) == self._term:
+            self._commit = n
+            # Followers learn the new commit index with the next entries or
+            # heartbeat: no extra message round per commit.
+            self._release_waiting_reads()
+
+    # ------------------------------------------------------------------ ReadIndex
+    def _committed_in_term(self) -> bool:
+        return self._commit > 0 and self._term_at(self._commit) == self._term
+
+    def _release_waiting_reads(self) -> None:
+        if self._reads_unsent:
+            self._broadcast_read = True
+
+    def _confirm_reads(self) -> None:
+        if not self._reads_pending:
+            return
+        acks = sorted([pr.read_ack for pr in self._progress.values()] + [self._read_ctx],
+                      reverse=True)
+        confirmed = acks[self._quorum() - 1]
+        keep = []
+        for ctx, rid, idx in self._reads_pending:
+            if ctx <= confirmed:
+                self._reads_ready.append((rid, idx))
+            else:
+                keep.append((ctx, rid, idx))
+        self._reads_pending = keep
+
+    # ------------------------------------------------------------------ outputs
+    def _send_append(self, p: str, pr: _Progress, force: bool) -> None:
+        """Send AppendEntries to one follower (Figure 2), at most max_batch_entries.
+        Every message carries the latest read context: a reply to any message sent
+        after a read was registered confirms leadership for that read."""
+        last = self._last_index()
+        if pr.probing and pr.probe_sent and not force:
+            return
+        nxt = min(pr.next, last + 1)
+        prev = nxt - 1
+        end = min(last, prev + self.config.max_batch_entries)
+        entries = self._log[prev:end]
+        if not entries and not force:
+            return
+        self._send(p, AppendEntries(self._term, self.id, prev, self._term_at(prev) or 0,
+                                    entries, self._commit, self._read_ctx))
+        if pr.probing:
+            pr.probe_sent = True
+        else:
+            pr.next = end + 1
+
+    def _flush_leader(self) -> None:
+        read_ctx = 0
+        if self._broadcast_read and self._committed_in_term():
+            self._read_ctx += 1
+            read_ctx = self._read_ctx
+            for rid in self._reads_unsent:
+                self._reads_pending.append((read_ctx, rid, self._commit))
+            self._reads_unsent = []
+            self._broadcast_read = False
+            if not self.peers:
+                self._confirm_reads()
+        heartbeat = self._heartbeat_now
+        self._heartbeat_now = False
+        for p, pr in self._progress.items():
+            if not (pr.dirty or read_ctx):
+                continue
+            pr.dirty = False
+            self._send_append(p, pr, heartbeat or bool(read_ctx))
+            # A pipelined follower that is behind gets a few more batches now; the
+            # rest follows its replies (bounded in-flight data).
+            extra = 0
+            while not pr.probing and pr.next <= self._last_index() and extra < 3:
+                self._send_append(p, pr, False)
+                extra += 1
+
+    def has_ready(self) -> bool:
+        if self._msgs or self._reads_ready or self._reads_dropped:
+            return True
+        if self._trunc is not None or self._stable < len(self._log):
+            return True
+        if self._saved_hs.term != self._term or self._saved_hs.voted_for != self._voted_for:
+            return True
+        if self._applied < self._commit:
+            return True
+        if self._role == LEADER:
+            if any(pr.dirty for pr in self._progress.values()):
+                return True
+            if self._heartbeat_now:
+                return True
+            if self._broadcast_read and self._committed_in_term():
+                return True
+        return False
+
+    def ready(self) -> Ready:
+        """Collect what the caller must persist, send, apply and answer."""
+        if self._role == LEADER:
+            self._flush_leader()
+        rd = Ready()
+        if self._saved_hs.term != self._term or self._saved_hs.voted_for != self._voted_for:
+            rd.hard_state = HardState(self._term, self._voted_for)
+        rd.truncate_from = self._trunc
+        if self._stable < len(self._log):
+            rd.entries = [(i + 1, self._log[i]) for i in range(self._stable, len(self._log))]
+        rd.messages = self._msgs
+        self._msgs = []
+        if self._applied < self._commit:
+            rd.committed = [CommitEntry(self._log[i].command, i + 1, self._log[i].term)
+                            for i in range(self._applied, self._commit)]
+        rd.reads = self._reads_ready
+        self._reads_ready = []
+        rd.dropped_reads = self._reads_dropped
+        self._reads_dropped = []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """Mark `rd` persisted, sent and applied."""
+        if rd.hard_state is not None:
+            self._saved_hs = HardState(rd.hard_state.term, rd.hard_state.voted_for)
+        if rd.truncate_from is not None:
+            self._trunc = None
+        if rd.entries:
+            self._stable = max(self._stable, rd.entries[-1][0])
+        if rd.committed:
+            self._applied = rd.committed[-1].index
+        if self._role == LEADER and rd.entries:
+            self._maybe_commit()

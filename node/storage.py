@@ -1,0 +1,260 @@
+"""Durable Raft state: a write-ahead log of records, each with a length and a CRC32.
+
+The *WAL* holds what Figure 2 calls persistent state (currentTerm, votedFor, log[])
+as a sequence of records appended to one file, `raft.wal`:
+
+    record  = length (4 bytes, big-endian) | crc32(payload) (4 bytes) | payload
+    payload = a JSON object, one of
+      {"k": "hs", "term": T, "vote": ID|null}       hard state (term change / vote)
+      {"k": "e", "i": INDEX, "t": TERM, "c": CMD}   entry append (index = length+1)
+      {"k": "tr", "i": INDEX}                        truncation: drop entries >= INDEX
+
+`Storage.save(hard_state, truncate_from, entries)` appends the records of one Ready
+with a single write and a single fsync (the batch), *before* the caller sends any
+message that depends on them (persist before send, Figure 2 "updated on stable
+storage before responding to RPCs").
+
+Recovery (`load`): records are replayed in order. A bad record (short, bad length,
+bad CRC) after which no valid record follows is a *torn tail* — the last write
+interrupted by a crash, never acknowledged — and is cut off. A bad record followed
+by a valid one is corruption in the middle of the log: `StorageCorrupted` is raised
+with the file and offset, and the node must stop rather than silently lose entries.
+When most records are dead (overwritten terms, truncated entries) the file is
+compacted on load: rewritten to a temporary file, fsync'd and renamed over.
+
+`encode_batch` and `decode_wal` are pure functions, so node.sim can keep a WAL in
+memory and crash in the middle of a write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from node.messages import LogEntry
+from node.raft import HardState
+
+WAL_NAME = "raft.wal"
+_HEADER = struct.Struct(">II")
+MAX_RECORD = 64 * 1024 * 1024
+
+_log = logging.getLogger("raftcheck.node.storage")
+
+
+class StorageCorrupted(Exception):
+    """The WAL is corrupted before its end: the node must stop (never drop entries)."""
+
+
+def _record(obj: dict) -> bytes:
+    payload = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_batch(hard_state: HardState | None, truncate_from: int | None,
+                 entries: Iterable[tuple[int, LogEntry]]) -> bytes:
+    """The records for one save(), in replay order: hard state, truncation, entries."""
+    parts = []
+    if hard_state is not None:
+        parts.append(_record({"k": "hs", "term": hard_state.term, "vote": hard_state.voted_for}))
+    if truncate_from is not None:
+        parts.append(_record({"k": "tr", "i": truncate_from}))
+    for index, e in entries:
+        parts.append(_record({"k": "e", "i": index, "t": e.term, "c": e.command}))
+    return b"".join(parts)
+
+
+@dataclass
+class WalContents:
+    """The result of replaying a WAL image."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    entries: list[LogEntry] = field(default_factory=list)
+    valid_length: int = 0      # bytes up to the end of the last good record
+    records: int = 0
+    torn_bytes: int = 0        # bytes cut off as a torn tail
+
+
+def _valid_at(data: bytes, pos: int) -> bool:
+    n = len(data)
+    if pos + _HEADER.size > n:
+        return False
+    length, crc = _HEADER.unpack_from(data, pos)
+    end = pos + _HEADER.size + length
+    if length == 0 or end > n or data[pos + _HEADER.size] != 0x7B:  # '{'
+        return False
+    return zlib.crc32(data[pos + _HEADER.size:end]) == crc
+
+
+def _valid_record_after(data: bytes, pos: int) -> int | None:
+    """The offset of a valid record starting after `pos`, or None."""
+    p = data.find(b"{", pos + 1 + _HEADER.size)
+    while p != -1:
+        start = p - _HEADER.size
+        if start > pos and _valid_at(data, start):
+            return start
+        p = data.find(b"{", p + 1)
+    return None
+
+
+def _int_field(obj: dict, name: str) -> int:
+    v = obj.get(name)
+    if type(v) is not int or v < 0:
+        raise ValueError(f"field {name!r}: expected a non-negative integer")
+    return v
+
+
+def decode_wal(data: bytes, name: str = WAL_NAME) -> WalContents:
+    """Replay a WAL image. Cuts a torn tail; raises StorageCorrupted for a bad record
+    followed by a good one, or a good record that does not make sense."""
+    out = WalContents()
+    n = len(data)
+    off = 0
+    log = out.entries
+    while off < n:
+        bad = None
+        if n - off < _HEADER.size:
+            bad = "short header"
+        else:
+            length, crc = _HEADER.unpack_from(data, off)
+            end = off + _HEADER.size + length
+            if length == 0 or length > MAX_RECORD or end > n:
+                bad = f"bad length {length}"
+            elif zlib.crc32(data[off + _HEADER.size:end]) != crc:
+                bad = "CRC mismatch"
+        if bad is not None:
+            later = _valid_record_after(data, off)
+            if later is not None:
+                raise StorageCorrupted(
+                    f"{name}: record {out.records + 1} at offset {off}: {bad}, but a valid "
+                    f"record follows at offset {later}: the log is corrupted, not torn; "
+                    f"refusing to start")
+            out.torn_bytes = n - off
+            break
+        try:
+            obj = json.loads(data[off + _HEADER.size:end])
+            if not isinstance(obj, dict):
+                raise ValueError("expected an object")
+            kind = obj.get("k")
+            if kind == "e":
+                i, t = _int_field(obj, "i"), _int_field(obj, "t")
+                if i != len(log) + 1:
+                    raise ValueError(f"entry index {i}, expected {len(log) + 1}")
+                log.append(LogEntry(t, obj.get("c")))
+            elif kind == "hs":
+                term = _int_field(obj, "term")
+                vote = obj.get("vote")
+                if vote is not None and type(vote) is not str:
+                    raise ValueError("field 'vote': expected a node id or null")
+                if term < out.hard_state.term:
+                    raise ValueError(f"term went back from {out.hard_state.term} to {term}")
+                out.hard_state = HardState(term, vote)
+            elif kind == "tr":
+                i = _int_field(obj, "i")
+                if not 1 <= i <= len(log) + 1:
+                    raise ValueError(f"truncation at {i} outside the log (1..{len(log) + 1})")
+                del log[i - 1:]
+            else:
+                raise ValueError(f"field 'k': unknown record kind {kind!r:.40}")
+        except ValueError as e:
+            raise StorageCorrupted(f"{name}: record {out.records + 1} at offset {off}: {e}") from None
+        out.records += 1
+        off = end
+        out.valid_length = off
+    return out
+
+
+class Storage:
+    """The WAL file of one node (see the module docstring). Call `load()` first."""
+
+    def __init__(self, dir: str | os.PathLike, fsync: bool = True,
+                 node_id: str | None = None) -> None:
+        self.dir = Path(dir)
+        self.log = logging.LoggerAdapter(_log, {"node": node_id or self.dir.name})
+        self.path = self.dir / WAL_NAME
+        self.fsync = fsync
+        self._fd: int | None = None
+        self._length = 0
+        self.fsyncs = 0
+
+    def load(self) -> tuple[HardState, list[LogEntry]]:
+        """Recover (hard state, log); cut a torn tail; compact a mostly dead file."""
+        self.close()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        data = self.path.read_bytes() if self.path.exists() else b""
+        wal = decode_wal(data, str(self.path))
+        if wal.torn_bytes:
+            self.log.warning("[%s] %s: cutting a torn tail of %d bytes at offset %d",
+                             self.log.extra["node"], self.path, wal.torn_bytes,
+                             wal.valid_length)
+            with open(self.path, "r+b") as f:
+                f.truncate(wal.valid_length)
+                f.flush()
+                os.fsync(f.fileno())
+        live = len(wal.entries) + 1
+        if wal.records > 2 * live + 64:
+            self.log.info("[%s] %s: compacting (%d records, %d live)", self.log.extra["node"],
+                          self.path, wal.records, live)
+            self._rewrite(wal.hard_state, wal.entries)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if not data:
+            self._sync_dir()
+        self._length = len(wal.entries)
+        return wal.hard_state, wal.entries
+
+    def _rewrite(self, hs: HardState, entries: list[LogEntry]) -> None:
+        tmp = self.dir / (WAL_NAME + ".tmp")
+        data = encode_batch(hs, None, ((i + 1, e) for i, e in enumerate(entries)))
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def save(self, hard_state: HardState | None, truncate_from: int | None,
+             entries: list[tuple[int, LogEntry]]) -> None:
+        """Append one Ready's records with one write and one fsync."""
+        if self._fd is None:
+            self.load()
+        if hard_state is None and truncate_from is None and not entries:
+            return
+        length = self._length
+        if truncate_from is not None:
+            if not 1 <= truncate_from <= length + 1:
+                raise ValueError(f"truncate_from {truncate_from} outside 1..{length + 1}")
+            length = truncate_from - 1
+        if entries and entries[0][0] != length + 1:
+            raise ValueError(f"entries start at {entries[0][0]}, the log ends at {length}")
+        data = encode_batch(hard_state, truncate_from, entries)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)  # type: ignore[arg-type]
+            view = view[written:]
+        if self.fsync:
+            os.fsync(self._fd)  # type: ignore[arg-type]
+            self.fsyncs += 1
+        self._length = length + len(entries)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "Storage":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""The write-ahead log (node/storage.py) on real files with real fsync."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from node.messages import LogEntry
+from node.raft import HardState
+from node.storage import WAL_NAME, Storage, StorageCorrupted, decode_wal, encode_batch
+
+
+def numbered(start, entries):
+    return [(start + k, e) for k, e in enumerate(entries)]
+
+
+def reopen(path):
+    s = Storage(path)
+    hs, log = s.load()
+    return s, hs, log
+
+
+def test_round_trip_and_one_fsync_per_save(tmp_path):
+    s = Storage(tmp_path / "d")
+    assert s.load() == (HardState(0, None), [])
+    e = [LogEntry(1, None), LogEntry(1, {"op": "write", "key": "k", "value": "é"}),
+         LogEntry(2, [1, 2])]
+    s.save(HardState(1, "n2"), None, numbered(1, e[:2]))
+    s.save(HardState(2, None), None, numbered(3, e[2:]))
+    s.save(None, None, [])  # nothing to write: no fsync
+    assert s.fsyncs == 2
+    s.close()
+    s2, hs, log = reopen(tmp_path / "d")
+    assert hs == HardState(2, None) and log == e
+    s2.close()
+
+
+def test_truncation_replays(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(1, None), None, numbered(1, [LogEntry(1, i) for i in range(5)]))
+    s.save(HardState(3, "a"), 3, numbered(3, [LogEntry(3, "x")]))
+    s.close()
+    s2, hs, log = reopen(tmp_path)
+    assert hs == HardState(3, "a")
+    assert log == [LogEntry(1, 0), LogEntry(1, 1), LogEntry(3, "x")]
+    # appends continue after the truncation
+    s2.save(None, None, numbered(4, [LogEntry(3, "y")]))
+    s2.close()
+    assert reopen(tmp_path)[2][-1] == LogEntry(3, "y")
+
+
+def test_save_refuses_a_gap(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(None, None, numbered(1, [LogEntry(1, 0)]))
+    with pytest.raises(ValueError):
+        s.save(None, None, numbered(3, [LogEntry(1, 2)]))
+    with pytest.raises(ValueError):
+        s.save(None, 5, [])
+    s.close()
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 11, -1])
+def test_torn_last_record_is_cut(tmp_path, cut):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(1, "a"), None, numbered(1, [LogEntry(1, "keep")]))
+    size = os.path.getsize(tmp_path / WAL_NAME)
+    s.save(None, None, numbered(2, [LogEntry(1, "torn")]))
+    s.close()
+    full = os.path.getsize(tmp_path / WAL_NAME)
+    with open(tmp_path / WAL_NAME, "r+b") as f:  # the crash left part of the last write
+        f.truncate(size + cut if cut > 0 else full + cut)
+    s2, hs, log = reopen(tmp_path)
+    assert hs == HardState(1, "a") and log == [LogEntry(1, "keep")]
+    assert os.path.getsize(tmp_path / WAL_NAME) == size
+    s2.save(None, None, numbered(2, [LogEntry(1, "again")]))
+    s2.close()
+    assert reopen(tmp_path)[2] == [LogEntry(1, "keep"), LogEntry(1, "again")]
+
+
+def test_garbage_tail_is_cut(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(1, None), None, numbered(1, [LogEntry(1, "a")]))
+    s.close()
+    with open(tmp_path / WAL_NAME, "ab") as f:
+        f.write(b"\xff\xff\xff\xff garbage")
+    assert reopen(tmp_path)[2] == [LogEntry(1, "a")]
+
+
+def test_corrupted_record_in_the_middle_stops(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    for i in range(1, 4):
+        s.save(None, None, [(i, LogEntry(1, f"entry-{i}"))])
+    s.close()
+    data = bytearray((tmp_path / WAL_NAME).read_bytes())
+    data[20] ^= 0x01  # inside the first record's payload
+    (tmp_path / WAL_NAME).write_bytes(bytes(data))
+    with pytest.raises(StorageCorrupted) as e:
+        Storage(tmp_path).load()
+    msg = str(e.value)
+    assert WAL_NAME in msg and "offset 0" in msg and "\n" not in msg
+    assert (tmp_path / WAL_NAME).read_bytes() == bytes(data)  # nothing was cut
+
+
+def test_valid_crc_but_nonsense_record_stops():
+    rec = encode_batch(None, 7, [])  # truncation at 7 of an empty log
+    with pytest.raises(StorageCorrupted, match="truncation at 7"):
+        decode_wal(rec)
+
+
+def test_compaction_on_load_keeps_the_state(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    for t in range(1, 120):
+        s.save(HardState(t, None), 1, [(1, LogEntry(t, t)), (2, LogEntry(t, -t))])
+    s.close()
+    before = os.path.getsize(tmp_path / WAL_NAME)
+    s2, hs, log = reopen(tmp_path)
+    after = os.path.getsize(tmp_path / WAL_NAME)
+    assert hs == HardState(119, None) and log == [LogEntry(119, 119), LogEntry(119, -119)]
+    assert after < before / 10
+    s2.save(None, None, [(3, LogEntry(119, "next"))])
+    s2.close()
+    assert reopen(tmp_path)[2][-1] == LogEntry(119, "next")
+    assert not (tmp_path / (WAL_NAME + ".tmp")).exists()
+
+
+CHILD = r"""
+import sys
+from node.messages import LogEntry
+from node.raft import HardState
+from node.storage import Storage
+s = Storage(sys.argv[1])
+hs, log = s.load()
+for i in range(len(log) + 1, len(log) + 5001):
+    s.save(HardState(i // 50 + 1, None), None, [(i, LogEntry(i // 50 + 1, {"v": i, "pad": "x" * 300}))])
+    print(i, flush=True)   # acknowledged only after the fsync
+"""
+
+
+def test_sigkill_mid_write_keeps_every_acknowledged_record(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    for round_ in range(3):
+        p = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+        acked = 0
+        try:
+            for line in p.stdout:
+                acked = int(line)
+                if acked % 5000 >= 40 + 17 * round_:
+                    break
+            p.send_signal(signal.SIGKILL)
+        finally:
+            p.wait(timeout=30)
+            p.stdout.close()
+        s = Storage(tmp_path)
+        hs, log = s.load()
+        s.close()
+        assert len(log) >= acked, f"round {round_}: acknowledged {acked}, recovered {len(log)}"
+        assert [e.command["v"] for e in log] == list(range(1, len(log) + 1))
+        assert hs.term == len(log) // 50 + 1 or hs.term == (len(log) + 1) // 50 + 1
