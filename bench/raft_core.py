@@ -1,5 +1,13 @@
 """Core + WAL throughput in one process: 3 cores, real fsync'd storage, batches of B."""
-import random, sys, tempfile, time, os
+import os
+import random
+import sys
+import tempfile
+import time
+
+# Run from anywhere: the repository root first (bench/node.py would shadow the node package).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [_ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 from node.raft import RaftCore, RaftConfig, HardState, LEADER
 from node.storage import Storage
 from node.messages import message_from_dict
