@@ -1,0 +1,80 @@
+"""`raftcheck node`: run one Raft register node from a cluster file.
+
+    raftcheck node --config cluster.yaml --id n1 [--data-dir DIR] [--listen-host HOST]
+                   [--bug NAME] [--log-level LEVEL]
+
+The node serves the client API (SPEC section 4) and the peer protocol (section 5)
+until SIGTERM or SIGINT, then exits cleanly (code 0). Logs go to stderr, one line
+each, with the node id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from checker.errors import BadInput
+from node.bugs import BUGS, parse_bugs
+from node.config import load_cluster, node_config
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="the YAML cluster file (docs/internals.md)")
+    parser.add_argument("--id", required=True, dest="node_id", metavar="ID",
+                        help="this node's id, a key of 'nodes' in the cluster file")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where the write-ahead log lives ({id} is replaced); "
+                             "default: 'data_dir' from the cluster file")
+    parser.add_argument("--listen-host", metavar="HOST",
+                        help="bind address for the client and peer ports "
+                             "(default: the host of the node's own addresses)")
+    parser.add_argument("--bug", metavar="NAME", default=None,
+                        help="plant a known bug: " + "; ".join(
+                            f"{k}: {v}" for k, v in sorted(BUGS.items())))
+    parser.add_argument("--log-level", default="info", type=str.lower, metavar="LEVEL",
+                        help=f"one of {', '.join(LEVELS)} (default: info)")
+
+
+class _NodeIdFilter(logging.Filter):
+    """Gives every log record a node_id (the process's node, unless set by an adapter)."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "node_id"):
+            record.node_id = self.node_id
+        return True
+
+
+def setup_logging(node_id: str, level: str) -> None:
+    """stderr, one line per record, each with the node id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_NodeIdFilter(node_id))
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(levelname)s %(node_id)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.log_level not in LEVELS:
+        raise BadInput(f"expected one of {', '.join(LEVELS)}, got {args.log_level!r}",
+                       field="--log-level")
+    bugs = parse_bugs(args.bug)
+    cluster = load_cluster(args.config)
+    cfg = node_config(cluster, args.node_id, data_dir=args.data_dir,
+                      listen_host=args.listen_host, bug=",".join(bugs.names) or None)
+    setup_logging(cfg.node_id, args.log_level)
+    from node.server import run_node  # the server pulls in aiohttp: import it late
+    return run_node(cfg, bugs)

@@ -1,0 +1,480 @@
+"""The node: an asyncio event loop that drives one Raft core behind an HTTP API.
+
+A *node* owns a `RaftCore` (node/raft.py), its `Storage` (the WAL), a
+`RegisterMachine`, a peer `Transport` and an aiohttp client API (SPEC section 4).
+Every input (a tick, a peer message, a client proposal or read) lands in an inbox;
+one task, the *pump*, is the only code that touches the core. Each turn it feeds the
+whole inbox to the core, then handles each `Ready` in the order of the core's
+contract (raft.py, module docstring):
+
+1. persist hard state, truncation and entries with one fsync (in a worker thread,
+   so the loop keeps accepting inputs, which then form the next batch);
+2. send the messages (persist before send, Figure 2);
+3. apply committed entries and answer the clients waiting for them;
+4. answer ReadIndex reads once `last_applied >= read index` (dissertation 6.4);
+5. `advance`.
+
+Client answers follow "when in doubt, indefinite": a request refused before its entry
+was appended gets a definite error (not-leader 30 with a leader hint, or 11); once
+appended, a lost leadership or a timeout gives code 0 with `definite: false`.
+
+HTTP statuses (the JSON body is authoritative): 200 ok, 400 malformed (12),
+409 key-does-not-exist / precondition-failed (20, 22), 503 not-leader or unavailable
+(30, 11), 504 timeout (0), 500 crash (13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import random
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from checker.errors import BadInput
+from node.bugs import Bugs
+from node.config import NodeConfig
+from node.messages import CommitEntry, message_from_dict
+from node.raft import LEADER, RaftConfig, RaftCore, Ready
+from node.register import RegisterMachine, validate_command
+from node.storage import Storage, StorageCorrupted
+from node.transport import Transport
+
+_log = logging.getLogger("raftcheck.node.server")
+
+TIMEOUT, UNAVAILABLE, MALFORMED, CRASH = 0, 11, 12, 13
+NOT_LEADER = 30
+ERROR_NAMES = {0: "timeout", 11: "temporarily-unavailable", 12: "malformed-request",
+               13: "crash", 20: "key-does-not-exist", 22: "precondition-failed",
+               30: "not-leader"}
+HTTP_STATUS = {0: 504, 11: 503, 12: 400, 13: 500, 20: 409, 22: 409, 30: 503}
+MAX_BODY = 64 * 1024   # with max_batch_entries 256, an AppendEntries stays < 64 MiB
+STALL_WARN_S = 0.1
+
+
+def error_reply(code: int, detail: str | None = None, leader: str | None = None) -> dict:
+    """A SPEC section 4 error; timeout and crash are indefinite."""
+    reply: dict[str, Any] = {"ok": False, "code": code, "error": ERROR_NAMES[code],
+                             "definite": code not in (TIMEOUT, CRASH)}
+    if leader is not None:
+        reply["leader"] = leader
+    if detail:
+        reply["detail"] = detail
+    return reply
+
+
+class Malformed(ValueError):
+    """A client request that is not a valid SPEC section 4 request."""
+
+
+def parse_request(body: bytes) -> dict:
+    """The register command for a POST /op body; Malformed naming the field."""
+    try:
+        req = json.loads(body)
+    except ValueError as e:
+        raise Malformed(f"body: not JSON ({e})") from None
+    if not isinstance(req, dict):
+        raise Malformed("body: expected a JSON object")
+    why = validate_command(req)
+    if why is not None:
+        raise Malformed(why)
+    client, seq = req.get("client"), req.get("seq")
+    if (client is None) != (seq is None):
+        raise Malformed("fields 'client' and 'seq': give both or neither")
+    if client is not None and (client == "" or (isinstance(client, str) and len(client) > 256)):
+        raise Malformed("field 'client': expected a non-empty id of at most 256 characters")
+    if seq is not None and seq < 0:
+        raise Malformed("field 'seq': expected a non-negative integer")
+    cmd = {"op": req["op"], "key": req["key"]}
+    if req["op"] == "write":
+        cmd["value"] = req["value"]
+    elif req["op"] == "cas":
+        cmd["from"], cmd["to"] = req["from"], req["to"]
+    if client is not None:
+        cmd["client"], cmd["seq"] = client, seq
+    return cmd
+
+
+class _Pending:
+    """A proposal waiting for its entry (index, term) to commit (raft.py contract 2)."""
+
+    __slots__ = ("fut", "term", "cmd")
+
+    def __init__(self, fut: asyncio.Future, term: int, cmd: dict) -> None:
+        self.fut, self.term, self.cmd = fut, term, cmd
+
+
+def _answer(fut: asyncio.Future | None, reply: dict) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(reply)
+
+
+class NodeServer:
+    """One Raft register node (see the module docstring)."""
+
+    def __init__(self, cfg: NodeConfig, bugs: Bugs | None = None) -> None:
+        self.cfg = cfg
+        self.bugs = bugs or Bugs()
+        self.log = logging.LoggerAdapter(_log, {"node_id": cfg.node_id})
+        self.storage = Storage(cfg.data_dir, fsync=cfg.fsync)
+        self.machine = RegisterMachine()
+        self.core: RaftCore | None = None
+        self.transport: Transport | None = None
+        self._runner: web.AppRunner | None = None
+        self._inbox: collections.deque[tuple] = collections.deque()
+        self._wake = asyncio.Event()
+        self._ticks = 0
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0
+        self._pump_task: asyncio.Task | None = None
+        self._pending: dict[int, _Pending] = {}        # index -> proposal
+        self._reads: dict[int, tuple[asyncio.Future, Any]] = {}  # request id -> (fut, key)
+        self._confirmed: list[tuple[int, int]] = []      # (read index, request id)
+        self._read_seq = 0
+        self._was_leader = False
+        self.stopped = asyncio.Event()
+        self._stopping = False
+        self.fatal: str | None = None
+        self.stats = collections.Counter()
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def _raft_config(self) -> RaftConfig:
+        c = self.cfg
+        tick = c.tick_ms
+        et_min = max(2, c.election_timeout_ms[0] // tick)
+        et_max = max(et_min, c.election_timeout_ms[1] // tick)
+        hb = max(1, min(c.heartbeat_ms // tick, et_min - 1))
+        # The planted bugs come as the original systems had them: without CheckQuorum
+        # a deposed leader keeps serving until it hears a higher term (node/bugs.py).
+        check_quorum = not (self.bugs.local_reads or self.bugs.ack_before_commit)
+        return RaftConfig(election_ticks_min=et_min, election_ticks_max=et_max,
+                          heartbeat_ticks=hb, check_quorum=check_quorum)
+
+    async def start(self) -> None:
+        """Recover from the WAL, bind the peer and client ports, start ticking."""
+        c = self.cfg
+        try:
+            hard_state, entries = await asyncio.to_thread(self.storage.load)
+        except StorageCorrupted as e:
+            raise BadInput(str(e), field="data_dir") from None
+        except OSError as e:
+            raise BadInput(f"cannot open the data directory: {e}", c.data_dir,
+                           None, "data_dir") from None
+        self.core = RaftCore(c.node_id, c.peer_ids, hard_state, entries, self._raft_config(),
+                             random.Random(int.from_bytes(os.urandom(8), "big")))
+        self.log.info("recovered term %d, vote %s, %d log entries from %s; bugs: %s",
+                      hard_state.term, hard_state.voted_for, len(entries), c.data_dir,
+                      ",".join(self.bugs.names) or "none")
+        self.transport = Transport(c.node_id, c.peer_bind(), c.peer_addrs, message_from_dict,
+                                   self._on_message, max_frame=c.max_frame_bytes,
+                                   silence_s=c.election_timeout_ms[1] / 1000.0)
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/op", self._handle_op)
+        app.router.add_get("/status", self._handle_status)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        try:
+            await self.transport.start()
+            site = web.TCPSite(self._runner, *c.client_bind(), reuse_address=True)
+            await site.start()
+        except OSError as e:
+            await self.stop()
+            raise BadInput(f"cannot listen: {e.strerror or e}", field="nodes."
+                           f"{c.node_id}") from None
+        self.client_port = self._runner.addresses[0][1]
+        self._pump_task = asyncio.create_task(self._pump(), name="pump")
+        self._schedule_tick()
+        self.log.info("serving clients on %s:%d, peers on %s:%d", *c.client_bind(),
+                      *c.peer_bind())
+
+    async def stop(self) -> None:
+        """Stop serving: answer waiting clients (indefinitely), close ports and the WAL."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._pump_task is not None:
+            # Let the pump finish the Ready in hand (a WAL write must not be cut off
+            # by closing its file); cancel only if it hangs.
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._pump_task), 5.0)
+            except (asyncio.TimeoutError, Exception):
+                self._pump_task.cancel()
+        self._fail_all(error_reply(TIMEOUT, "node shutting down"))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.transport is not None:
+            await self.transport.close()
+        self.storage.close()
+        self.stopped.set()
+
+    def _schedule_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tick_due = loop.time() + self.cfg.tick_ms / 1000.0
+        self._tick_handle = loop.call_at(self._tick_due, self._on_tick)
+
+    def _on_tick(self) -> None:
+        late = asyncio.get_running_loop().time() - self._tick_due
+        if late > STALL_WARN_S:
+            # Ticks are logical time: a stalled loop (CPU starvation, a slow disk)
+            # delays elections and heartbeats alike; say so, it explains elections.
+            self.log.warning("event loop stalled: tick %.0f ms late", late * 1000)
+        self._ticks += 1
+        self._wake.set()
+        self._schedule_tick()
+
+    def _on_message(self, msg: Any) -> None:
+        self._inbox.append(("msg", msg, None))
+        self._wake.set()
+
+    # ---- the pump: the only code that touches the core ------------------------
+
+    async def _pump(self) -> None:
+        try:
+            while not self._stopping:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    break
+                self._feed()
+                while self.core.has_ready() and not self._stopping:  # type: ignore[union-attr]
+                    await self._handle_ready(self.core.ready())  # type: ignore[union-attr]
+                    await asyncio.sleep(0)  # let sockets in: never starve the loop
+                    self._feed()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a core or disk failure: stop rather than lie
+            self.fatal = f"{type(e).__name__}: {e}"
+            self.log.exception("fatal error in the Raft loop; stopping")
+            self._fail_all(error_reply(CRASH, "node failed"))
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+
+    def _feed(self) -> None:
+        """Hand every queued input to the core (between advance() and ready())."""
+        core = self.core
+        assert core is not None
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(ticks):
+            core.tick()
+        inbox = self._inbox
+        while inbox:
+            kind, payload, fut = inbox.popleft()
+            if kind == "msg":
+                core.step(payload)
+            elif fut.done():
+                continue  # the client gave up before we got to it
+            elif kind == "propose":
+                self._propose(payload, fut)
+            elif kind == "read":
+                self._read(payload, fut)
+
+    def _not_leader(self) -> dict:
+        leader = self.core.leader_id  # type: ignore[union-attr]
+        if leader is None or leader == self.cfg.node_id:
+            return error_reply(UNAVAILABLE, "no leader known")
+        return error_reply(NOT_LEADER, leader=leader)
+
+    def _propose(self, cmd: dict, fut: asyncio.Future) -> None:
+        core = self.core
+        index = core.propose(cmd)  # type: ignore[union-attr]
+        if index is None:
+            _answer(fut, self._not_leader())  # refused before being appended: definite
+            return
+        self._pending[index] = _Pending(fut, core.term, cmd)  # type: ignore[union-attr]
+        self._was_leader = True
+
+    def _read(self, key: Any, fut: asyncio.Future) -> None:
+        core = self.core
+        if self.bugs.local_reads and core.role == LEADER:  # type: ignore[union-attr]
+            _answer(fut, self.machine.read(key))  # the planted bug: no quorum check
+            return
+        self._read_seq += 1
+        rid = self._read_seq
+        if not core.read_index(rid):  # type: ignore[union-attr]
+            _answer(fut, self._not_leader())
+            return
+        self._reads[rid] = (fut, key)
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        core = self.core
+        assert core is not None and self.transport is not None
+        if rd.must_sync():
+            # Persist before send (Figure 2): one write and one fsync per Ready.
+            started = time.monotonic()
+            # In a worker thread: while the disk works, the loop keeps answering
+            # /status and queueing inputs (they form the next batch).
+            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.truncate_from,
+                                    rd.entries)
+            took = time.monotonic() - started
+            if took > STALL_WARN_S:
+                self.log.warning("persisting %d entries took %.0f ms (a slow disk, or "
+                                 "the process was paused)", len(rd.entries), took * 1000)
+            self.stats["syncs"] += 1
+        for to, msg in rd.messages:
+            self.transport.send(to, msg)
+        if self.bugs.ack_before_commit and rd.entries:
+            self._ack_appended(rd.entries[-1][0])
+        for entry in rd.committed:
+            self._apply(entry)
+        for rid, index in rd.reads:
+            self._confirmed.append((index, rid))
+        for rid in rd.dropped_reads:
+            fut, _ = self._reads.pop(rid, (None, None))
+            _answer(fut, self._not_leader())
+        core.advance(rd)
+        self._serve_reads()
+        if self._was_leader and core.role != LEADER:
+            # Leadership lost: appended entries may or may not commit later.
+            self._was_leader = False
+            pending, self._pending = self._pending, {}
+            for p in pending.values():
+                _answer(p.fut, error_reply(TIMEOUT, "leadership lost; the outcome is "
+                                           "unknown"))
+        elif core.role == LEADER:
+            self._was_leader = True
+
+    def _ack_appended(self, last: int) -> None:
+        """The planted ack-before-commit bug: answer as soon as the entry is on the
+        leader's disk, judging a cas by the leader's applied state."""
+        for index in [i for i in self._pending if i <= last]:
+            p = self._pending.pop(index)
+            cmd = p.cmd
+            if cmd["op"] == "cas":
+                values = self.machine.values
+                if cmd["key"] not in values:
+                    reply = error_reply(20)
+                elif values[cmd["key"]] != cmd["from"]:
+                    reply = error_reply(22)
+                else:
+                    reply = {"ok": True}
+            else:
+                reply = {"ok": True}
+            _answer(p.fut, reply)
+
+    def _apply(self, entry: CommitEntry) -> None:
+        result = self.machine.apply(entry)
+        p = self._pending.pop(entry.index, None)
+        if p is None:
+            return
+        if entry.term == p.term:
+            _answer(p.fut, result if result is not None else {"ok": True})
+        else:
+            # Another entry committed at this index: ours never will (raft.py contract 2).
+            _answer(p.fut, error_reply(UNAVAILABLE, "entry overwritten by a new leader"))
+
+    def _serve_reads(self) -> None:
+        if not self._confirmed:
+            return
+        applied = self.machine.last_applied
+        keep = []
+        for index, rid in self._confirmed:
+            if index <= applied:
+                fut, key = self._reads.pop(rid, (None, None))
+                if fut is not None:
+                    _answer(fut, self.machine.read(key))
+            else:
+                keep.append((index, rid))
+        self._confirmed = keep
+
+    def _fail_all(self, reply: dict) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            _answer(p.fut, reply)
+        reads, self._reads = self._reads, {}
+        for fut, _ in reads.values():
+            _answer(fut, reply)
+        self._confirmed = []
+        while self._inbox:
+            _, _, fut = self._inbox.popleft()
+            _answer(fut, reply)
+
+    # ---- HTTP ------------------------------------------------------------------
+
+    @staticmethod
+    def _respond(reply: dict) -> web.Response:
+        status = 200 if reply.get("ok") else HTTP_STATUS.get(reply.get("code", 13), 500)
+        return web.Response(text=json.dumps(reply, separators=(",", ":")), status=status,
+                            content_type="application/json")
+
+    async def _handle_op(self, request: web.Request) -> web.Response:
+        try:
+            try:
+                body = await request.read()
+                cmd = parse_request(body)
+            except Malformed as e:
+                return self._respond(error_reply(MALFORMED, str(e)))
+            except web.HTTPRequestEntityTooLarge:
+                return self._respond(error_reply(MALFORMED, f"body: over {MAX_BODY} bytes"))
+            if self.fatal is not None:
+                return self._respond(error_reply(CRASH, self.fatal))
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            if cmd["op"] == "read":
+                self._inbox.append(("read", cmd["key"], fut))
+            else:
+                self._inbox.append(("propose", cmd, fut))
+            self._wake.set()
+            timer = loop.call_later(self.cfg.request_timeout_ms / 1000.0, _answer, fut,
+                                    error_reply(TIMEOUT, "no answer within the request "
+                                                "timeout"))
+            try:
+                reply = await fut
+            finally:
+                timer.cancel()
+            self.stats[reply.get("error", "ok")] += 1
+            return self._respond(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # never fatal: answer, log, go on
+            self.log.exception("error handling a request")
+            return self._respond(error_reply(CRASH, f"{type(e).__name__}: {e}"))
+
+    async def _handle_status(self, request: web.Request) -> web.Response:
+        core = self.core
+        assert core is not None
+        status = core.status()
+        status["last_applied"] = self.machine.last_applied
+        status["bugs"] = self.bugs.names
+        return web.Response(text=json.dumps(status), content_type="application/json")
+
+
+async def serve(cfg: NodeConfig, bugs: Bugs | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT (exit 0) or a fatal error (exit 255)."""
+    node = NodeServer(cfg, bugs)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    waiter = asyncio.ensure_future(stopping.wait())
+    died = asyncio.ensure_future(node.stopped.wait())
+    await asyncio.wait({waiter, died}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    died.cancel()
+    if node.fatal is not None:
+        await node.stop()
+        node.log.error("stopped after a fatal error: %s", node.fatal)
+        return 255
+    node.log.info("stopping on signal")
+    await node.stop()
+    return 0
+
+
+def run_node(cfg: NodeConfig, bugs: Bugs | None = None) -> int:
+    """The `raftcheck node` entry point (node/cli.py); uvloop when installed."""
+    try:
+        import uvloop  # optional: a faster event loop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(serve(cfg, bugs))

@@ -1,0 +1,354 @@
+"""The node's client API (SPEC section 4) and peer protocol hardening (section 5),
+against real 3-node clusters of `python -m node` processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_node_integration import ROOT, NodeCluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = NodeCluster(tmp_path_factory.mktemp("api"), request_timeout_ms=1000)
+    c.start()
+    try:
+        c.wait_up()
+        c.leader()
+        yield c
+    finally:
+        c.stop()
+
+
+def on_leader(c: NodeCluster, body: dict) -> tuple[int, dict]:
+    """POST to the leader; again if leadership moved meanwhile (a definite refusal,
+    so nothing ran twice): a busy machine may hold an election at any time."""
+    for _ in range(5):
+        status, reply = c.op(c.leader(), body)
+        if reply.get("code") not in (11, 30):
+            break
+    return status, reply
+
+
+def leader_and_follower(c: NodeCluster) -> tuple[str, str]:
+    leader = c.leader()
+    return leader, next(i for i in c.ids if i != leader)
+
+
+def test_write_read_cas(cluster: NodeCluster):
+    assert on_leader(cluster, {"op": "read", "key": "r1"}) == (200, {"ok": True, "value": None})
+    assert on_leader(cluster, {"op": "write", "key": "r1", "value": 5}) == (200, {"ok": True})
+    assert on_leader(cluster, {"op": "read", "key": "r1"}) == (200, {"ok": True, "value": 5})
+    assert on_leader(cluster, {"op": "cas", "key": "r1", "from": 5, "to": 6})[1] == {"ok": True}
+    assert on_leader(cluster, {"op": "read", "key": "r1"})[1]["value"] == 6
+    # integer keys and structured values are fine
+    assert on_leader(cluster, {"op": "write", "key": 7, "value": [1, {"a": None}]})[1]["ok"]
+    assert on_leader(cluster, {"op": "read", "key": 7})[1]["value"] == [1, {"a": None}]
+
+
+def test_cas_errors_are_definite(cluster: NodeCluster):
+    status, reply = on_leader(cluster, {"op": "cas", "key": "never", "from": 1, "to": 2})
+    assert (status, reply["code"], reply["error"], reply["definite"]) == \
+        (409, 20, "key-does-not-exist", True)
+    on_leader(cluster, {"op": "write", "key": "c1", "value": 1})
+    status, reply = on_leader(cluster, {"op": "cas", "key": "c1", "from": 2, "to": 3})
+    assert (status, reply["code"], reply["error"], reply["definite"]) == \
+        (409, 22, "precondition-failed", True)
+    assert on_leader(cluster, {"op": "read", "key": "c1"})[1]["value"] == 1
+
+
+def test_follower_answers_not_leader_with_hint(cluster: NodeCluster):
+    for body in ({"op": "write", "key": "f", "value": 1}, {"op": "read", "key": "f"},
+                 {"op": "cas", "key": "f", "from": 1, "to": 2}):
+        for attempt in range(3):  # a busy machine may cause an election in between
+            leader, follower = leader_and_follower(cluster)
+            status, reply = cluster.op(follower, body)
+            if reply.get("leader") == leader == cluster.leader():
+                break
+        assert status == 503
+        assert reply == {"ok": False, "code": 30, "error": "not-leader", "definite": True,
+                         "leader": leader}
+    # not executed: the key was never written
+    assert cluster.op(leader, {"op": "read", "key": "f"})[1]["value"] is None
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"\xff\xfe", b"[1, 2]", b"42", b"null",
+    json.dumps({"key": "a"}).encode(),
+    json.dumps({"op": "delete", "key": "a"}).encode(),
+    json.dumps({"op": "read"}).encode(),
+    json.dumps({"op": "read", "key": [1]}).encode(),
+    json.dumps({"op": "write", "key": "a"}).encode(),
+    json.dumps({"op": "cas", "key": "a", "from": 1}).encode(),
+    json.dumps({"op": "write", "key": "a", "value": 1, "client": "c"}).encode(),
+    json.dumps({"op": "write", "key": "a", "value": 1, "client": "c", "seq": "1"}).encode(),
+    json.dumps({"op": "write", "key": "a", "value": 1, "client": "c", "seq": -1}).encode(),
+])
+def test_malformed_request_gets_code_12_and_is_not_fatal(cluster: NodeCluster, body):
+    leader, follower = leader_and_follower(cluster)
+    for node in (leader, follower):
+        status, reply = cluster.op(node, body)
+        assert status == 400
+        assert reply["code"] == 12 and reply["error"] == "malformed-request"
+        assert reply["definite"] is True and reply["ok"] is False
+    assert cluster.op(leader, {"op": "read", "key": "a"})[1]["ok"]
+
+
+def test_oversized_request_is_malformed(cluster: NodeCluster):
+    leader, _ = leader_and_follower(cluster)
+    big = json.dumps({"op": "write", "key": "big", "value": "x" * (2 << 20)}).encode()
+    try:
+        status, reply = cluster.op(leader, big)
+    except OSError:  # the server may close the connection before reading it all
+        status, reply = 400, {"code": 12}
+    assert status in (400, 413) and reply.get("code", 12) == 12
+    assert cluster.status(leader) is not None
+
+
+def _send_raw(addr: str, data: bytes) -> None:
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=2) as s:
+        s.sendall(data)
+        time.sleep(0.05)
+
+
+def _frame(obj) -> bytes:
+    body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return len(body).to_bytes(4, "big") + body
+
+
+def test_malformed_peer_frames_are_dropped_and_not_fatal(cluster: NodeCluster):
+    leader, _ = leader_and_follower(cluster)
+    term = cluster.status(leader)["term"]
+    bad = [
+        b"\xff\xff\xff\xff" + b"x" * 16,          # over the maximum frame size
+        _frame(b"{not json"),
+        _frame(b"\xc3\x28"),                       # not UTF-8
+        _frame(b""),
+        _frame([1, 2, 3]),
+        _frame({"type": "Nonsense", "term": 1, "sender": "n2"}),
+        _frame({"type": "AppendEntries", "term": "x", "sender": "n2"}),
+        _frame({"type": "RequestVote", "term": term + 100, "sender": "intruder",
+                "last_log_index": 10 ** 6, "last_log_term": 10 ** 6}),
+        _frame({"type": "AppendEntries", "term": 1, "sender": "n2", "prev_log_index": 0,
+                "prev_log_term": 0, "entries": [{"term": -1}]}),
+        b"\x00\x00",                               # a torn header
+    ]
+    for node in cluster.ids:
+        for data in bad:
+            _send_raw(cluster.nodes[node]["peer"], data)
+    for node in cluster.ids:
+        assert cluster.procs[node].poll() is None, cluster.log(node)[-2000:]
+        assert "malformed" in cluster.log(node)
+    # The intruder's huge term was never adopted and the cluster still commits.
+    assert cluster.leader() == leader
+    assert cluster.status(leader)["term"] == term
+    assert cluster.op(leader, {"op": "write", "key": "after-garbage", "value": 1})[1]["ok"]
+
+
+def test_exactly_once_retry_returns_original_result(cluster: NodeCluster):
+    cas = {"op": "cas", "key": "eo", "from": 1, "to": 2, "client": "alice", "seq": 3}
+    on_leader(cluster, {"op": "write", "key": "eo", "value": 1})
+    assert on_leader(cluster, cas)[1] == {"ok": True}
+    # A retry would now fail its precondition if applied again; it returns the
+    # original result instead and changes nothing.
+    assert on_leader(cluster, cas)[1] == {"ok": True}
+    write = {"op": "write", "key": "eo", "value": 9, "client": "bob", "seq": 1}
+    assert on_leader(cluster, write)[1]["ok"]
+    assert on_leader(cluster, {"op": "write", "key": "eo", "value": 10})[1]["ok"]
+    assert on_leader(cluster, write)[1] == {"ok": True}   # not applied again
+    assert on_leader(cluster, {"op": "read", "key": "eo"})[1]["value"] == 10
+
+
+def test_status(cluster: NodeCluster):
+    leader = cluster.leader()
+    cluster.op(leader, {"op": "write", "key": "s", "value": 1})
+    for node in cluster.ids:
+        st = cluster.status(node)
+        assert {"id", "role", "term", "leader", "commit_index", "last_applied",
+                "log_length"} <= set(st)
+        assert st["id"] == node
+        assert st["role"] == ("leader" if node == leader else "follower")
+        assert st["leader"] == leader
+        assert 0 <= st["last_applied"] <= st["commit_index"] <= st["log_length"]
+    assert cluster.status(leader)["commit_index"] >= 2   # the no-op and the write
+
+
+def _isolate_leader(c: NodeCluster) -> str:
+    c.start()
+    c.wait_up()
+    leader = c.leader()
+    assert c.op(leader, {"op": "write", "key": "x", "value": 1})[1]["ok"]
+    # (under ack-before-commit the ok came early: wait until every node applied it)
+    length = c.status(leader)["log_length"]
+    deadline = time.monotonic() + 10
+    while any((c.status(i) or {}).get("last_applied", 0) < length for i in c.ids):
+        assert time.monotonic() < deadline, "the write was not applied everywhere"
+        time.sleep(0.05)
+    for i in c.ids:
+        if i != leader:
+            c.kill(i)
+    return leader
+
+
+def test_without_quorum_writes_are_indefinite_and_reads_refused(tmp_path):
+    c = NodeCluster(tmp_path, request_timeout_ms=800)
+    try:
+        leader = _isolate_leader(c)
+        status, reply = c.op(leader, {"op": "write", "key": "x", "value": 2})
+        # Appended but never committed: "when in doubt, indefinite", or refused
+        # outright once CheckQuorum deposed the leader.
+        assert reply["ok"] is False
+        assert reply["definite"] is False or reply["code"] in (11, 30)
+        time.sleep(1.0)  # CheckQuorum: the leader steps down within an election timeout
+        status, reply = c.op(leader, {"op": "read", "key": "x"})
+        assert reply["ok"] is False and reply["code"] in (0, 11, 30)
+        assert c.status(leader)["role"] != "leader"
+    finally:
+        c.stop()
+
+
+def test_planted_bugs_answer_without_quorum(tmp_path):
+    """local-reads answers reads from local state and ack-before-commit acknowledges
+    an uncommitted write: with both followers dead, the 'leader' still says ok."""
+    c = NodeCluster(tmp_path, bug="local-reads,ack-before-commit", request_timeout_ms=800)
+    try:
+        leader = _isolate_leader(c)
+        assert c.status(leader)["bugs"] == ["local-reads", "ack-before-commit"]
+        assert c.op(leader, {"op": "write", "key": "x", "value": 2}) == (200, {"ok": True})
+        assert c.op(leader, {"op": "cas", "key": "x", "from": 1, "to": 3})[1] == {"ok": True}
+        # The acknowledged write and cas were never applied: the stale local state shows.
+        assert c.op(leader, {"op": "read", "key": "x"}) == (200, {"ok": True, "value": 1})
+        assert c.status(leader)["role"] == "leader"
+    finally:
+        c.stop()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node", *args], cwd=ROOT, timeout=30,
+                          capture_output=True, text=True)
+
+
+def test_cli_bad_input_is_one_line_and_exit_254(tmp_path):
+    good = tmp_path / "ok.yaml"
+    good.write_text('nodes:\n  n1: {client: "127.0.0.1:1", peer: "127.0.0.1:2"}\n'
+                    f'data_dir: "{tmp_path}/d"\n')
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('nodes:\n  n1: {client: "127.0.0.1:1", peer: "nowhere"}\n')
+    cases = [
+        (("--config", str(tmp_path / "missing.yaml"), "--id", "n1"), "missing.yaml"),
+        (("--config", str(bad), "--id", "n1"), "bad.yaml:2: nodes.n1.peer"),
+        (("--config", str(good), "--id", "n9"), "--id"),
+        (("--config", str(good), "--id", "n1", "--bug", "no-such-bug"), "--bug"),
+        (("--config", str(good)), "--id"),
+    ]
+    for args, needle in cases:
+        r = _cli(*args)
+        assert r.returncode == 254, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+class _Toxiproxy:
+    """A real toxiproxy server on a free port, driven through its REST API."""
+
+    def __init__(self, binary: str, base) -> None:
+        from tests.test_node_integration import free_port
+        self.port = free_port()
+        self.log = open(base / "toxiproxy.log", "wb")
+        self.proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(self.port)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.call("GET", "/version")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "toxiproxy did not start"
+                time.sleep(0.05)
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        import urllib.request
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                     method=method)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            text = r.read()
+        return json.loads(text) if text.strip().startswith((b"{", b"[")) else text
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.mark.parametrize("shape", ["isolate", "mute"])
+def test_black_holed_links_recover_after_heal(tmp_path, shape):
+    """Toxiproxy `timeout` toxics (bytes vanish, no error) cut the leader off (both
+    directions, or only what it sends); the others elect a new leader; after the heal
+    every node follows one leader again and the old leader catches up, through the
+    same proxies."""
+    from tests.support import require_binary
+    binary = require_binary("toxiproxy-server", "go install github.com/Shopify/"
+                            "toxiproxy/v2/cmd/server@v2.12.0")
+    tp = _Toxiproxy(binary, tmp_path)
+    c = NodeCluster(tmp_path, request_timeout_ms=1000)
+    try:
+        peers: dict = {}
+        for a in c.ids:
+            for b in c.ids:
+                if a != b:
+                    p = tp.call("POST", "/proxies", {"name": f"{a}-to-{b}",
+                                                     "listen": "127.0.0.1:0",
+                                                     "upstream": c.nodes[b]["peer"]})
+                    peers.setdefault(a, {})[b] = p["listen"]
+        c.write_config(peers=peers)
+        c.start()
+        c.wait_up()
+        old = c.leader()
+        assert c.op(old, {"op": "write", "key": "bh", "value": 1})[1]["ok"]
+        cuts = [f"{a}-to-{b}" for a in c.ids for b in c.ids
+                if a != b and (old in (a, b) if shape == "isolate" else a == old)]
+        for name in cuts:
+            tp.call("POST", f"/proxies/{name}/toxics",
+                    {"name": "cut", "type": "timeout", "stream": "upstream",
+                     "attributes": {"timeout": 0}})
+        rest = [i for i in c.ids if i != old]
+        new = c.leader(rest)
+        assert new != old
+        assert c.submit({"op": "write", "key": "bh", "value": 2}, rest,
+                        time.monotonic() + 10)["ok"]
+        time.sleep(1.0)  # long enough for the senders to notice the silence
+        for name in cuts:
+            tp.call("DELETE", f"/proxies/{name}/toxics/cut")
+        assert all(not p["toxics"] for p in tp.call("GET", "/proxies").values())
+        # Healed: the old leader hears the new term, follows and catches up.
+        assert c.submit({"op": "write", "key": "bh", "value": 3}, c.ids,
+                        time.monotonic() + 10)["ok"]
+        deadline = time.monotonic() + 15
+        while True:
+            st = {i: c.status(i) for i in c.ids}
+            leader = st[new]["leader"] if st[new] else None
+            if (leader and all(s and s["leader"] == leader for s in st.values())
+                    and st[old]["last_applied"] >= st[leader]["commit_index"]):
+                break
+            assert time.monotonic() < deadline, f"no recovery after the heal: {st}"
+            time.sleep(0.1)
+        reply = c.submit({"op": "read", "key": "bh"}, c.ids, time.monotonic() + 10)
+        assert reply["ok"] and reply["value"] == 3
+        for i in c.ids:
+            assert c.procs[i].poll() is None
+    finally:
+        c.stop()
+        tp.close()
