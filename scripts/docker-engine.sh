@@ -38,18 +38,34 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 dockerd_log=${RAFTCHECK_DOCKERD_LOG:-/tmp/raftcheck-dockerd.log}
-if pgrep -x dockerd >/dev/null 2>&1; then
+# A live dockerd process (a zombie or a dying one does not count).
+dockerd_alive() { ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; }
+start_dockerd() {
+    log "no Docker engine answers: starting dockerd in the background (log: $dockerd_log)"
+    # A pid file left by a killed engine would stop the new one (its pid may be reused).
+    dockerd_alive || rm -f /var/run/docker.pid
+    [[ $starts -gt 0 ]] || : >"$dockerd_log"
+    # setsid: the engine outlives this script and the CI step that ran it.
+    setsid nohup dockerd >>"$dockerd_log" 2>&1 </dev/null &
+    starts=$((starts + 1))
+}
+
+starts=0
+if dockerd_alive; then
     log "dockerd is running but does not answer yet; waiting for it"
 else
-    log "no Docker engine answers: starting dockerd in the background (log: $dockerd_log)"
-    # setsid: the engine outlives this script and the CI step that ran it.
-    setsid nohup dockerd >"$dockerd_log" 2>&1 </dev/null &
+    start_dockerd
 fi
-
 for _ in $(seq 1 60); do
     if answers; then
         log "Docker engine is up ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
         exit 0
+    fi
+    # The engine we waited for went away (it was shutting down), or ours exited at
+    # once (the old one still held the pid file): start again, a few times at most.
+    if ! dockerd_alive && [[ $starts -lt 3 ]]; then
+        sleep 1
+        start_dockerd
     fi
     sleep 1
 done
