@@ -1,0 +1,252 @@
+"""Benchmark: our linearizability checker against Porcupine, in one run.
+
+1. Porcupine's etcd corpus (102 Jepsen histories): check time per history and in
+   total, ours (Python API, after parsing) and Porcupine's (the Go oracle in corpus
+   mode, Porcupine's own parser and etcd model, timed around CheckEvents only).
+2. Porcupine's kv c50-ok / c50-bad histories: ours with the kv model, Porcupine with
+   its kv model.
+3. Crash-heavy histories (30% info ops): Porcupine's "return at infinity" search
+   grows exponentially with crashed ops; ours treats them as optional (Knossos).
+4. Scaling: a generated linearizable history (checker.generate.generate_large:
+   100,000 ops over 10 keys, 20 processes, 5% info ops), checked in a fresh child
+   process: check time and peak memory (getrusage max RSS, the checker's worker
+   processes included); Porcupine's time on the same file for comparison.
+
+Times are the least of --repeat runs (Porcupine's corpus is run before and after
+ours, and the least time per history counts). Verdicts are printed next to Porcupine's
+expectations; a difference is flagged, never hidden. No timing is asserted.
+
+    python bench/checker.py [--repeat 3] [--large-ops 100000] [--no-large] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from checker import porcupine_oracle  # noqa: E402
+from checker.formats import read_history  # noqa: E402
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def expectations(corpus: Path) -> dict[str, bool]:
+    """Porcupine's expected verdicts, by file name, from its porcupine_test.go."""
+    import re
+    src = (corpus / "porcupine_test.go").read_text()
+    out = {f"etcd_{int(n):03d}.log": v == "true" for n, v in re.findall(
+        r"checkJepsen\(t, (\d+), (true|false)\)", src)}
+    out.update({f"{n}.txt": v == "true" for n, v in re.findall(
+        r"checkKv\(t, \"([\w-]+)\", (true|false), true\)", src)})
+    return out
+
+
+def time_ours(ops, model: str, repeat: int, shrink: bool, time_limit: float) -> tuple[object, float]:
+    from checker import check
+    best, valid = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        valid = check(ops, model=model, time_limit=time_limit, shrink=shrink).valid
+        best = min(best, time.perf_counter() - t0)
+        if best > 5:
+            break  # a history that takes seconds is timed once
+    return valid, best * 1000
+
+
+def fmt_v(v: object) -> str:
+    return {True: "true", False: "false"}.get(v, str(v))  # type: ignore[arg-type]
+
+
+def corpus_run(kind: str, files: list[Path], model: str, expected: dict[str, bool],
+               repeat: int, time_limit: float) -> dict:
+    directory = files[0].parent
+    porc = {Path(v.name).name: v for v in porcupine_oracle.check_corpus(kind, directory, repeat)}
+    rows = []
+    for i, p in enumerate(files, 1):
+        ops = read_history(p, format="porcupine" if kind == "etcd" else "auto")
+        progress(f"[{kind} {i}/{len(files)}] {p.name} ({len(ops)} ops)")
+        ours_v, ours_ms = time_ours(ops, model, repeat, False, time_limit)
+        _, shrink_ms = time_ours(ops, model, 1, True, time_limit) if ours_v is False \
+            else (ours_v, ours_ms)
+        pv = porc[p.name]
+        rows.append({"file": p.name, "ops": len(ops), "expected": expected.get(p.name),
+                     "ours": ours_v, "porcupine": pv.valid, "ours_ms": ours_ms,
+                     "ours_with_shrink_ms": shrink_ms, "porcupine_ms": pv.ms})
+    # Porcupine again, after ours: the least time per history counts for both runs,
+    # so that a burst of load on a shared machine does not favour either side
+    by_file = {r["file"]: r for r in rows}
+    for v in porcupine_oracle.check_corpus(kind, directory, repeat):
+        row = by_file.get(Path(v.name).name)
+        if row is not None:
+            row["porcupine_ms"] = min(row["porcupine_ms"], v.ms)
+    return {"rows": rows,
+            "ours_ms": sum(r["ours_ms"] for r in rows),
+            "ours_with_shrink_ms": sum(r["ours_with_shrink_ms"] for r in rows),
+            "porcupine_ms": sum(r["porcupine_ms"] for r in rows),
+            "equal": sum(r["ours"] is r["expected"] for r in rows),
+            "count": len(rows)}
+
+
+def print_corpus(title: str, res: dict) -> None:
+    print(f"\n## {title}\n")
+    print(f"{'file':<14}{'events':>7}  {'expect':<7}{'ours':<8}{'porc':<7}"
+          f"{'ours ms':>10}{'+shrink':>10}{'porc ms':>10}{'ratio':>8}")
+    for r in res["rows"]:
+        flag = "" if r["ours"] is r["expected"] and r["porcupine"] is r["expected"] else "  <-- DIFFERS"
+        ratio = r["ours_ms"] / r["porcupine_ms"] if r["porcupine_ms"] > 0 else float("nan")
+        print(f"{r['file']:<14}{r['ops']:>7}  {fmt_v(r['expected']):<7}{fmt_v(r['ours']):<8}"
+              f"{fmt_v(r['porcupine']):<7}{r['ours_ms']:>10.2f}{r['ours_with_shrink_ms']:>10.2f}"
+              f"{r['porcupine_ms']:>10.2f}{ratio:>8.2f}{flag}")
+    ratio = res["ours_ms"] / res["porcupine_ms"] if res["porcupine_ms"] else float("nan")
+    print(f"\ntotal: ours {res['ours_ms']:.1f} ms (with shrinking: {res['ours_with_shrink_ms']:.1f} ms), "
+          f"Porcupine {res['porcupine_ms']:.1f} ms, ratio ours/Porcupine {ratio:.2f}; "
+          f"verdicts equal to Porcupine's: {res['equal']}/{res['count']}")
+
+
+_CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from checker.formats import read_history
+from checker import check
+t0 = time.perf_counter()
+ops = read_history(sys.argv[2], format="jsonl")
+parse_s = time.perf_counter() - t0
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+res = check(ops, model="cas-register", time_limit=float(sys.argv[3]))
+check_s = time.perf_counter() - t0
+print(json.dumps({"valid": res.valid, "parse_s": parse_s, "check_s": check_s,
+                  "rss_after_parse_mb": base / 1024,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "unknown_reason": getattr(res, "to_dict", lambda: {})().get("unknown_reason")}))
+"""
+
+
+def large_run(ops_count: int, seed: int, time_limit: float) -> dict:
+    from checker.generate import generate_large, write_jsonl
+    progress(f"[large] generating {ops_count} ops (seed {seed})")
+    ops = generate_large(seed, ops=ops_count)
+    with tempfile.TemporaryDirectory(prefix="raftcheck-bench-") as tmp:
+        path = Path(tmp) / "large.jsonl"
+        write_jsonl(ops, path)
+        progress(f"[large] {len(ops)} history lines, {path.stat().st_size / 1e6:.1f} MB; checking (ours)")
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), str(path), str(time_limit)],
+                              capture_output=True, text=True, timeout=time_limit + 600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scaling child failed: {proc.stderr.strip()[-2000:]}")
+        ours = json.loads(proc.stdout.strip().splitlines()[-1])
+        progress("[large] checking (Porcupine)")
+        porc = porcupine_oracle.check_files([path], timeout_s=time_limit)[0]
+    return {"ops": ops_count, "lines": len(ops), "seed": seed, "ours": ours,
+            "porcupine": {"valid": porc.valid, "ms": porc.ms}}
+
+
+def print_large(res: dict) -> None:
+    o, p = res["ours"], res["porcupine"]
+    print(f"\n## Scaling: generated history, {res['ops']} ops ({res['lines']} lines), "
+          f"10 keys, 20 processes, 5% info (seed {res['seed']})\n")
+    print(f"ours:      {fmt_v(o['valid'])}, check {o['check_s']:.2f} s (parse {o['parse_s']:.2f} s), "
+          f"peak RSS {o['peak_rss_mb']:.0f} MB (after parse {o['rss_after_parse_mb']:.0f} MB; "
+          f"worker processes {o['peak_rss_children_mb']:.0f} MB)"
+          + (f"; unknown: {o['unknown_reason']}" if o.get("unknown_reason") else ""))
+    print(f"Porcupine: {fmt_v(p['valid'])}, check {p['ms'] / 1000:.2f} s")
+    if p["ms"] > 0:
+        print(f"ratio ours/Porcupine: {o['check_s'] * 1000 / p['ms']:.2f}")
+
+
+def crash_heavy_run(count: int, porcupine_timeout_s: float) -> dict:
+    """Histories with many crashed (info) ops: where "return at infinity" hurts."""
+    import random
+    from checker import check
+    from checker.generate import GenConfig, generate, mutate
+    histories = []
+    for seed in range(count):
+        rng = random.Random(seed)
+        ops = generate(seed, GenConfig(ops=rng.randint(40, 60), processes=rng.randint(4, 8),
+                                       keys=1, values=3, info_rate=0.3, fail_rate=0.05))
+        if seed % 2:
+            ops, _ = mutate(ops, rng)
+        histories.append(ops)
+    progress(f"[crash-heavy] {count} histories, Porcupine (timeout {porcupine_timeout_s} s each)")
+    porc = porcupine_oracle.check_histories(histories, timeout_s=porcupine_timeout_s)
+    progress("[crash-heavy] ours")
+    ours = []
+    for ops in histories:
+        t0 = time.perf_counter()
+        v = check(ops, model="cas-register", time_limit=porcupine_timeout_s, shrink=False).valid
+        ours.append((v, (time.perf_counter() - t0) * 1000))
+    both = [(o[0], p.valid) for o, p in zip(ours, porc)
+            if o[0] != "unknown" and p.valid != "unknown"]
+    return {"count": count, "timeout_s": porcupine_timeout_s,
+            "ours_ms": sum(ms for _, ms in ours), "porcupine_ms": sum(p.ms for p in porc),
+            "ours_unknown": sum(v == "unknown" for v, _ in ours),
+            "porcupine_unknown": sum(p.valid == "unknown" for p in porc),
+            "decided_by_both": len(both), "equal": sum(a is b for a, b in both)}
+
+
+def print_crash_heavy(res: dict) -> None:
+    print(f"\n## Crash-heavy histories: {res['count']} generated, 40-60 ops, one key, "
+          f"4-8 processes, 30% info (half mutated); budget {res['timeout_s']} s each\n")
+    print(f"ours:      total {res['ours_ms']:.0f} ms, unknown {res['ours_unknown']}")
+    print(f"Porcupine: total {res['porcupine_ms']:.0f} ms, unknown {res['porcupine_unknown']}")
+    print(f"verdicts equal where both decided: {res['equal']}/{res['decided_by_both']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3, help="runs per history; the least time counts")
+    ap.add_argument("--large-ops", type=int, default=100_000)
+    ap.add_argument("--large-seed", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=60.0,
+                    help="our checker's time budget per corpus history (s); over it: unknown")
+    ap.add_argument("--large-time-limit", type=float, default=300.0)
+    ap.add_argument("--no-large", action="store_true", help="skip the scaling run")
+    ap.add_argument("--crash-heavy", type=int, default=60, metavar="N",
+                    help="how many crash-heavy histories to time (30%% info ops)")
+    ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    args = ap.parse_args(argv)
+
+    corpus = porcupine_oracle.porcupine_dir()
+    expected = expectations(corpus)
+    etcd_files = sorted(p for p in (corpus / "test_data" / "jepsen").glob("etcd_*.log")
+                        if p.name in expected)
+    kv_files = [corpus / "test_data" / "kv" / n for n in ("c50-ok.txt", "c50-bad.txt")]
+    print(f"# raftcheck checker benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus; "
+          f"Porcupine {porcupine_oracle.PORCUPINE_VERSION}; least of {args.repeat} runs")
+    figures: dict = {"date": datetime.now(timezone.utc).isoformat(), "repeat": args.repeat}
+
+    figures["etcd"] = corpus_run("etcd", etcd_files, "cas-register", expected, args.repeat,
+                                 args.time_limit)
+    print_corpus("Porcupine etcd corpus (102 histories), model cas-register", figures["etcd"])
+    kv = corpus_run("kv", kv_files, "kv", expected, args.repeat,
+                                 args.time_limit)
+    figures["kv"] = kv
+    print_corpus("Porcupine kv c50-ok / c50-bad, model kv", kv)
+    figures["crash_heavy"] = crash_heavy_run(args.crash_heavy, 1.0)
+    print_crash_heavy(figures["crash_heavy"])
+    if not args.no_large:
+        figures["large"] = large_run(args.large_ops, args.large_seed, args.large_time_limit)
+        print_large(figures["large"])
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
