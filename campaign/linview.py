@@ -96,6 +96,7 @@ def lanes_svg(ops: list[Interval], points: dict[int, tuple[int, int, Any]] | Non
     span = max(t_known - t0, 1)
     t0 -= span // 40
     t1 = t_known + span // 8       # room for ops that never completed
+    t1 = max(t1, t0 + 1)           # all ops at one instant: still a non-empty span
     plot_w = WIDTH - LEFT - 20
     h = 28 + len(procs) * LANE_H + 30
 

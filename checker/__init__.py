@@ -1,0 +1,108 @@
+"""The linearizability checker.
+
+`check(ops, model)` decides whether a history (a list of `checker.history.Op`) is
+linearizable under a model (`checker.models`): it splits the history by key
+(`checker.partition`), searches each key (`checker.search`), and explains
+(`checker.explain`) and shrinks (`checker.shrink`) every invalid key. The result is
+a `CheckResult`: ``valid`` is True, False or "unknown" (a budget ran out, or the
+history is vacuous); ``to_dict()`` is the JSON of docs/internals.md ("Checker").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from checker.explain import explain_failure, render
+from checker.history import Op
+from checker.models import Model, get_model
+from checker.partition import check_keys, key_label, operations
+from checker.shrink import shrink as _shrink, shrunk_dicts
+
+SHRINK_TIME_S = 10.0     # at most this long shrinking each invalid key
+
+
+@dataclass
+class CheckResult:
+    """The verdict on one history, with everything needed to explain it."""
+
+    valid: bool | str
+    model: str
+    op_count: int
+    keys: dict[str, dict] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+    unknown_reason: str | None = None
+    stats: dict = field(default_factory=dict)
+    _descriptions: dict = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"valid": self.valid, "model": self.model,
+                             "op_count": self.op_count, "keys": self.keys,
+                             "failures": self.failures}
+        if self.valid == "unknown":
+            d["unknown_reason"] = self.unknown_reason
+        d["stats"] = self.stats
+        return d
+
+    def explain(self) -> str:
+        return render(self.to_dict(), self._descriptions)
+
+
+def check(ops: list[Op], model: str | Model = "cas-register",
+          time_limit: float | None = None, memory_limit_mb: float | None = None,
+          shrink: bool = True, progress: Callable[[str], None] | None = None
+          ) -> CheckResult:
+    """Check a history for linearizability (see the module docstring)."""
+    start = time.monotonic()
+    m = get_model(model)
+    deadline = None if time_limit is None else start + float(time_limit)
+    mem = None if memory_limit_mb is None else int(float(memory_limit_mb) * 2 ** 20)
+    parts, counts = operations(ops, m)
+    results = check_keys(parts, m, deadline, mem, progress)
+    keys: dict[str, dict] = {}
+    failures: list[dict] = []
+    descriptions: dict[int, str] = {}
+    unknown: list[str] = []
+    for k, r in results.items():
+        keys[key_label(k)] = {"valid": r.valid, "ops": len(parts[k]),
+                              "explored": r.explored, "elapsed_s": round(r.elapsed_s, 4)}
+        if r.valid == "unknown":
+            unknown.append(r.unknown_reason or "budget reached")
+            keys[key_label(k)]["unknown_reason"] = unknown[-1]
+        if r.valid is not False:
+            continue
+        fl = explain_failure(k, parts[k], m, r)
+        for oid, _ in r.prefix:
+            descriptions[parts[k][oid].index] = m.describe(parts[k][oid])
+        if shrink:
+            budget = SHRINK_TIME_S
+            if deadline is not None:
+                budget = min(budget, max(0.0, deadline - time.monotonic()))
+            if budget > 0:
+                if progress is not None:
+                    progress(f"shrinking key {key_label(k)} ({len(parts[k]):,} ops)")
+                fl["shrunk"] = shrunk_dicts(_shrink(parts[k], m, r.blocked, budget))
+        failures.append(fl)
+    required = counts["ok"] + counts["fail_observed"]
+    reason = None
+    if failures:
+        valid: bool | str = False
+    elif unknown:
+        valid, reason = "unknown", unknown[0]
+        if len(unknown) > 1:
+            reason += f"; and {len(unknown) - 1} more key{'s' if len(unknown) > 2 else ''}"
+            reason += " (see \"keys\")"
+    elif required == 0:
+        valid, reason = "unknown", ("vacuous: the history has no completed client "
+                                    "operation to check")
+    else:
+        valid = True
+    stats = dict(counts)
+    stats.update({"keys": len(parts), "explored": sum(r.explored for r in results.values()),
+                  "elapsed_s": round(time.monotonic() - start, 4)})
+    return CheckResult(valid, m.name, len(ops), keys, failures, reason, stats,
+                       descriptions)
+
+
+__all__ = ["check", "CheckResult"]

@@ -1,0 +1,322 @@
+"""Models: the sequential specification a history is checked against.
+
+A *model* is a small pure object (after Porcupine's `Model`): ``init()`` gives the
+initial state, ``step(state, op)`` gives the state after ``op`` or an `Illegal`
+saying why ``op`` cannot happen in ``state``, ``describe(op)`` and
+``describe_state(state)`` render them for people. States are hashable (the search
+caches (linearized ops, state) pairs) and never mutated. Adding a model is one
+small class registered in `MODELS`.
+
+An `Operation` is what a model steps on: an invoke paired with its completion.
+Its ``status`` says how the checker may use it (SPEC section 2):
+
+- ``ok``: took effect exactly once between invoke and completion; must be linearized.
+- ``info``: may have taken effect at any time after its invoke, or never; the search
+  may linearize it anywhere after its invoke or leave it out (Knossos's treatment).
+- ``fail``: a cas that failed with ``precondition-failed``: it changed nothing, but
+  at one instant in its interval the register did not hold ``from``; must be
+  linearized as that observation. Every other ``fail`` is dropped before the search.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+from checker.errors import BadInput
+from checker.history import Op
+
+OK, INFO, FAIL = "ok", "info", "fail"
+
+
+class Illegal:
+    """Why an operation cannot be applied in a state (formatted only when read)."""
+
+    __slots__ = ("template", "args")
+
+    def __init__(self, template: str, *args: Any) -> None:
+        self.template = template
+        self.args = args
+
+    @property
+    def reason(self) -> str:
+        return self.template.format(*(show(a) for a in self.args))
+
+    def __repr__(self) -> str:
+        return f"Illegal({self.reason!r})"
+
+
+@dataclass(slots=True)
+class Operation:
+    """An invoke paired with its completion (absent for an unfinished op)."""
+
+    id: int                  # position in its key's list (the search's bit number)
+    process: Any
+    f: str
+    key: Any                 # None when the history has no keys
+    input: Any               # the invoke's value
+    output: Any              # the ok completion's value (what a read saw)
+    status: str              # OK, INFO or FAIL (see the module docstring)
+    call: int                # history index of the invoke
+    ret: int | None          # history index of the completion; None if unfinished
+    invoke: Op
+    completion: Op | None
+
+    @property
+    def index(self) -> int:
+        """The history index that names this op: its completion, else its invoke."""
+        return self.ret if self.ret is not None else self.call
+
+    def to_dicts(self) -> list[dict]:
+        out = [self.invoke.to_dict()]
+        if self.completion is not None:
+            out.append(self.completion.to_dict())
+        return out
+
+
+class _Bool:
+    """A frozen JSON true/false: unlike Python's bool, never equal to 1 or 0."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: bool) -> None:
+        self.v = v
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Bool and other.v is self.v
+
+    def __hash__(self) -> int:
+        return hash(("bool", self.v))
+
+
+class _Obj(tuple):
+    """A frozen JSON object (sorted pairs): never equal to a list of pairs."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Obj and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("object", tuple(self)))
+
+
+_TRUE, _FALSE = _Bool(True), _Bool(False)
+
+
+def freeze(v: Any) -> Hashable:
+    """A hashable version of a JSON value that keeps JSON's types apart (lists
+    become tuples; true is not 1; an object is not the list of its pairs)."""
+    if v is True:
+        return _TRUE
+    if v is False:
+        return _FALSE
+    if isinstance(v, list):
+        return tuple(freeze(x) for x in v)
+    if isinstance(v, dict):
+        return _Obj(sorted(((str(k), freeze(x)) for k, x in v.items()),
+                           key=lambda kv: kv[0]))
+    return v
+
+
+def thaw(v: Any) -> Any:
+    """The JSON value of a frozen one."""
+    if type(v) is _Bool:
+        return v.v
+    if type(v) is _Obj:
+        return {k: thaw(x) for k, x in v}
+    if isinstance(v, tuple):
+        return [thaw(x) for x in v]
+    return v
+
+
+def show(v: Any) -> str:
+    """A value as a person reads it (JSON; frozen values shown as JSON)."""
+    try:
+        return json.dumps(thaw(v), separators=(", ", ": "), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+class Model:
+    """The model interface. Subclasses set `name`, `fs` and `read_fs`."""
+
+    name = "model"
+    fs: frozenset[str] = frozenset()
+    read_fs: frozenset[str] = frozenset()   # ops that never change the state
+    # True when an op that is legal in two different states either never changes
+    # the state or leaves the same state in both (reads, writes, cas). Then an info
+    # op only matters if the op right after it was illegal before it, and the search
+    # tries info ops only when they make some candidate legal (`precondition`).
+    # False for kv (append).
+    info_unlocks = False
+
+    def init(self) -> Hashable:
+        return None
+
+    def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
+        raise NotImplementedError
+
+    def describe(self, op: Operation) -> str:
+        return f"{op.f}({show(op.input)}) -> {show(op.output)}"
+
+    def describe_state(self, state: Hashable) -> str:
+        return show(state)
+
+    def precondition(self, op: Operation) -> tuple[str, Hashable]:
+        """When `op` is legal: ("eq", v) iff the state is v, ("ne", v) iff it is not
+        v, ("any", None) in every state, ("?", None) not said (step decides). Needed
+        when `info_unlocks` is True; elsewhere it only speeds the search up."""
+        return ("?", None)
+
+    def needs(self, op: Operation) -> list[Hashable]:
+        """Values `op` observed that some op must have written (used by shrinking,
+        so that a shrunk history keeps the writes its reads saw)."""
+        return []
+
+    def writes(self, op: Operation) -> list[Hashable]:
+        """Values `op` may write."""
+        return []
+
+    def check_op(self, op: Op) -> None:
+        """Raise BadInput if this model has no such operation."""
+        if op.f not in self.fs:
+            raise BadInput(f"{op.f!r} is not an operation of the {self.name} model "
+                           f"(it has {', '.join(sorted(self.fs))}); op {op.index} "
+                           f"(history.txt line {op.index + 1})", field="f")
+
+    def relevant(self, op: Operation) -> bool:
+        """False for ops that can change nothing and observe nothing (info reads)."""
+        return not (op.status == INFO and op.f in self.read_fs)
+
+
+class RegisterModel(Model):
+    """A read/write register; a read of null means never written (SPEC section 2)."""
+
+    name = "register"
+    fs = frozenset({"read", "write"})
+    read_fs = frozenset({"read"})
+    info_unlocks = True
+
+    def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
+        if op.f == "write":
+            return freeze(op.input)
+        v = freeze(op.output)
+        if v == state:
+            return state
+        return Illegal("read {}, but the register holds {}", v, state)
+
+    def needs(self, op: Operation) -> list[Hashable]:
+        if op.f == "read" and op.status == OK and op.output is not None:
+            return [freeze(op.output)]
+        if op.f == "cas" and op.status != FAIL and op.input[0] is not None:
+            return [freeze(op.input[0])]
+        return []
+
+    def writes(self, op: Operation) -> list[Hashable]:
+        if op.f == "write":
+            return [freeze(op.input)]
+        if op.f == "cas" and op.status != FAIL:
+            return [freeze(op.input[1])]
+        return []
+
+    def precondition(self, op: Operation) -> tuple[str, Hashable]:
+        if op.f == "read":
+            return ("eq", freeze(op.output))
+        if op.f == "cas":
+            return ("ne" if op.status == FAIL else "eq", freeze(op.input[0]))
+        return ("any", None)
+
+    def describe(self, op: Operation) -> str:
+        if op.f == "write":
+            return f"write({show(op.input)})"
+        return f"read() -> {show(op.output) if op.status == OK else '?'}"
+
+
+class CasRegisterModel(RegisterModel):
+    """A register with compare-and-set: cas [from, to] writes `to` if it holds `from`."""
+
+    name = "cas-register"
+    fs = frozenset({"read", "write", "cas"})
+
+    def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
+        if op.f != "cas":
+            return RegisterModel.step(self, state, op)
+        frm, to = op.input
+        frm = freeze(frm)
+        if op.status == FAIL:
+            if frm != state:
+                return state
+            return Illegal("cas {}->{} failed with precondition-failed, but the "
+                           "register holds {}", frm, op.input[1], state)
+        if frm == state:
+            return freeze(to)
+        if op.status == INFO:
+            return Illegal("cas {}->{} could only take effect when the register holds "
+                           "{}, but it holds {}", frm, to, frm, state)
+        return Illegal("cas {}->{} succeeded, but the register holds {}", frm, to, state)
+
+    def describe(self, op: Operation) -> str:
+        if op.f != "cas":
+            return RegisterModel.describe(self, op)
+        frm, to = op.input
+        res = {OK: "ok", INFO: "?", FAIL: "fail"}[op.status]
+        return f"cas({show(frm)}, {show(to)}) -> {res}"
+
+    def check_op(self, op: Op) -> None:
+        super().check_op(op)
+        if op.f == "cas" and op.type == "invoke" and not (
+                isinstance(op.value, list) and len(op.value) == 2):
+            raise BadInput(f"a cas value must be [from, to], not {show(op.value)}; op "
+                           f"{op.index} (history.txt line {op.index + 1})", field="value")
+
+
+class KVModel(Model):
+    """One key of Porcupine's kv store: get, put, append on a string (initially "")."""
+
+    name = "kv"
+    fs = frozenset({"get", "put", "append"})
+    read_fs = frozenset({"get"})
+
+    def init(self) -> Hashable:
+        return ""
+
+    def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
+        f = op.f
+        if f == "get":
+            v = "" if op.output is None else op.output
+            if v == state:
+                return state
+            return Illegal("get saw {}, but the value is {}", v, state)
+        if f == "put":
+            return "" if op.input is None else str(op.input)
+        return state + ("" if op.input is None else str(op.input))  # type: ignore[operator]
+
+    def precondition(self, op: Operation) -> tuple[str, Hashable]:
+        if op.f == "get":
+            return ("eq", "" if op.output is None else op.output)
+        return ("any", None)
+
+    def describe(self, op: Operation) -> str:
+        if op.f == "get":
+            return f"get() -> {show(op.output) if op.status == OK else '?'}"
+        return f"{op.f}({show(op.input)})"
+
+
+MODELS: dict[str, type[Model]] = {m.name: m for m in (RegisterModel, CasRegisterModel,
+                                                      KVModel)}
+
+
+def get_model(name: str | Model) -> Model:
+    """A model by name (`MODELS`); raise BadInput for an unknown one."""
+    if isinstance(name, Model):
+        return name
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise BadInput(f"unknown model {name!r} (one of {', '.join(MODELS)})",
+                       field="--model") from None

@@ -1,0 +1,236 @@
+"""Partitioning: a history split into independent per-key sub-histories.
+
+*P-compositionality* (Herlihy & Wing's locality): a history of several registers is
+linearizable if and only if each register's sub-history is. So each key is checked
+alone, and, when there are several keys and enough ops to pay for it, in parallel
+processes (concurrent.futures.ProcessPoolExecutor); otherwise the keys' searches are
+interleaved in this process. As Porcupine does, the check stops once one key is
+found not linearizable: the verdict is false, and keys not finished are "unknown".
+
+`operations()` also pairs each invoke with its completion and keeps only what the
+search can use (SPEC section 2): ``ok`` ops; ``info`` ops (and invokes never
+completed) as optional ops, except reads, which change nothing; ``fail`` cas with
+``precondition-failed`` as observations; every other ``fail`` is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable
+
+from checker.errors import BadInput
+from checker.history import INFO as T_INFO, INVOKE, NEMESIS, OK as T_OK, Op
+from checker.models import FAIL, INFO, OK, Model, Operation, get_model
+from checker.search import (Progress, SearchResult, budget_reason, memory_per_config,
+                            rss_bytes, search, search_steps)
+
+PARALLEL_MIN_OPS = 20_000     # below this, process start-up costs more than it saves
+
+
+def key_label(key: Any) -> str:
+    """A key as the JSON string used in results ("keys" of CheckResult.to_dict())."""
+    return json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+
+
+def operations(ops: list[Op], model: Model) -> tuple[dict[Any, list[Operation]], dict]:
+    """Pair invokes with completions, per key; return (key -> ops, counts)."""
+    open_: dict[Any, Op] = {}
+    pairs: list[tuple[Op, Op | None]] = []
+    counts = {"client_ops": 0, "ok": 0, "info": 0, "fail": 0, "fail_observed": 0,
+              "dropped": 0, "nemesis": 0}
+    for op in ops:
+        if op.process == NEMESIS:
+            counts["nemesis"] += 1
+            continue
+        model.check_op(op)
+        if op.type == INVOKE:
+            if op.process in open_:
+                raise BadInput(f"process {op.process} invokes op {op.index} (history.txt "
+                               f"line {op.index + 1}) while op "
+                               f"{open_[op.process].index} is still open",
+                               field="process")
+            open_[op.process] = op
+            pairs.append((op, None))
+            continue
+        inv = open_.pop(op.process, None)
+        if inv is None or inv.f != op.f or inv.has_key != op.has_key or (
+                inv.has_key and inv.key != op.key):
+            raise BadInput(f"completion {op.index} (history.txt line {op.index + 1}) "
+                           f"does not match an open invoke of process {op.process} "
+                           f"with the same f and key", field="process")
+        pairs.append((inv, op))
+    done = {id(inv): comp for inv, comp in pairs if comp is not None}
+    by_key: dict[Any, list[Operation]] = {}
+    for inv, comp in pairs:
+        if comp is not None:
+            continue  # the completion line of a pair seen at its invoke
+        comp = done.get(id(inv))
+        counts["client_ops"] += 1
+        ctype = comp.type if comp is not None else T_INFO
+        if ctype == T_OK:
+            status = OK
+        elif ctype == T_INFO:
+            status = INFO
+        elif inv.f == "cas" and comp is not None and comp.error == "precondition-failed":
+            status = FAIL
+            counts["fail_observed"] += 1
+        else:
+            counts["fail"] += 1
+            continue
+        key = inv.key if inv.has_key else None
+        output = comp.value if (comp is not None and ctype == T_OK) else None
+        ret = comp.index if (comp is not None and status != INFO) else None
+        lst = by_key.setdefault(key, [])
+        o = Operation(len(lst), inv.process, inv.f, key, inv.value, output, status,
+                      inv.index, ret, inv, comp)
+        if not model.relevant(o):
+            counts["dropped"] += 1
+            continue
+        lst.append(o)
+    counts["ok"] = sum(1 for lst in by_key.values() for o in lst if o.status == OK)
+    counts["info"] = sum(1 for lst in by_key.values() for o in lst if o.status == INFO)
+    keys = sorted(by_key, key=key_label)
+    return {k: by_key[k] for k in keys}, counts
+
+
+_STOP = None   # in a worker process: the event set once some key is invalid
+
+
+def _init_worker(stop_event: Any) -> None:
+    global _STOP
+    _STOP = stop_event
+
+
+def _rows(ops: list[Operation]) -> list[tuple]:
+    """What a worker needs of each op (cheap to send: no history Op objects)."""
+    return [(o.id, o.process, o.f, o.key, o.input, o.output, o.status, o.call, o.ret)
+            for o in ops]
+
+
+def _search_job(rows: list[tuple], model_name: str, deadline: float | None,
+                memory_limit_bytes: int | None, label: str) -> SearchResult:
+    stop = _STOP.is_set if _STOP is not None else None
+    ops = [Operation(*row, None, None) for row in rows]  # type: ignore[arg-type]
+    return search(ops, get_model(model_name), deadline, memory_limit_bytes, None, label,
+                  stop=stop)
+
+
+def _stopped(k: Any, bad: Any, explored: int, elapsed: float) -> SearchResult:
+    return SearchResult("unknown", explored, elapsed, unknown_reason=(
+        f"key {key_label(k)} not finished: the check stopped once key "
+        f"{key_label(bad)} was found not linearizable"))
+
+
+def check_keys(parts: dict[Any, list[Operation]], model: Model, deadline: float | None,
+               memory_limit_bytes: int | None,
+               progress: Callable[[str], None] | None = None,
+               workers: int | None = None) -> dict[Any, SearchResult]:
+    """Search every key, until one is found not linearizable (as Porcupine does).
+
+    Keys are searched in parallel processes when there are several and enough ops
+    to pay for the start-up, else interleaved in this process a few thousand steps
+    at a time, so that a hard key never hides an easy failing one.
+    """
+    total = sum(len(v) for v in parts.values())
+    cpus = os.cpu_count() or 1
+    workers = workers if workers is not None else min(cpus, len(parts))
+    if workers > 1 and len(parts) > 1 and total >= PARALLEL_MIN_OPS \
+            and type(model) is type(get_model(model.name)):
+        return _check_parallel(parts, model, deadline, memory_limit_bytes, progress,
+                               workers)
+    return _check_interleaved(parts, model, deadline, memory_limit_bytes, progress)
+
+
+def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
+                       deadline: float | None, memory_limit_bytes: int | None,
+                       progress: Callable[[str], None] | None) -> dict[Any, SearchResult]:
+    start = time.monotonic()
+    multi = len(parts) > 1
+    running: dict[Any, tuple[Any, Progress]] = {}
+    for k, ops in parts.items():
+        where = Progress()
+        running[k] = (search_steps(ops, model, where), where)
+    results: dict[Any, SearchResult] = {}
+    bad = None
+    last = start
+    rss0 = rss_bytes() if memory_limit_bytes is not None else 0
+    while running and bad is None:
+        for k in list(running):
+            gen, where = running[k]
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            try:
+                next(gen)
+                continue
+            except StopIteration as done:
+                results[k] = done.value
+                del running[k]
+                if done.value.valid is False:
+                    bad = k
+                    break
+        if not running or bad is not None:
+            break
+        now = time.monotonic()
+        why = None
+        if deadline is not None and now >= deadline:
+            why = "time limit"
+        elif memory_limit_bytes is not None and (sum(
+                w.explored * memory_per_config(len(parts[k]))
+                for k, (_, w) in running.items()) >= memory_limit_bytes
+                or rss_bytes() - rss0 >= memory_limit_bytes):
+            why = "memory limit"
+        if why:
+            for k, (gen, where) in running.items():
+                gen.close()
+                label = f" on key {key_label(k)}" if multi else ""
+                results[k] = SearchResult("unknown", where.explored, now - start,
+                                          unknown_reason=budget_reason(
+                                              why, where, len(parts[k]), label))
+            running.clear()
+            break
+        if progress is not None and now - last >= 2.0:
+            last = now
+            done_n = len(results)
+            states = sum(w.explored for _, w in running.values())
+            progress(f"checking: {done_n}/{len(parts)} keys done, {states:,} "
+                     f"configurations explored in the others")
+    for k, (gen, where) in running.items():
+        gen.close()
+        results[k] = _stopped(k, bad, where.explored, time.monotonic() - start)
+    return {k: results[k] for k in parts}
+
+
+def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
+                    deadline: float | None, memory_limit_bytes: int | None,
+                    progress: Callable[[str], None] | None,
+                    workers: int) -> dict[Any, SearchResult]:
+    import multiprocessing
+    per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
+    started = time.monotonic()
+    results: dict[Any, SearchResult] = {}
+    ctx = multiprocessing.get_context()
+    stop = ctx.Event()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                             initializer=_init_worker, initargs=(stop,)) as pool:
+        # biggest keys first, so that the slowest one starts early
+        order = sorted(parts, key=lambda k: -len(parts[k]))
+        futs = {pool.submit(_search_job, _rows(parts[k]), model.name, deadline, per_worker,
+                            f" on key {key_label(k)}"): k for k in order}
+        bad = None
+        for fut in as_completed(futs):
+            k = futs[fut]
+            res = fut.result()
+            if res.valid == "unknown" and bad is not None and res.unknown_reason \
+                    and "stopped" in res.unknown_reason:
+                res = _stopped(k, bad, res.explored, res.elapsed_s)
+            results[k] = res
+            if res.valid is False and bad is None:
+                bad = k
+                stop.set()
+            if progress is not None:
+                progress(f"checked key {key_label(k)} ({len(results)}/{len(parts)}) "
+                         f"in {time.monotonic() - started:.1f} s: {res.valid}")
+    return {k: results[k] for k in parts}
