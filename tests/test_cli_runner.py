@@ -1,0 +1,167 @@
+"""`raftcheck test`, `campaign` and `analyze` on bad input, and analyze on stored runs.
+
+Every bad input is one clear line on stderr and exit code 254 (SPEC section 3). These
+runs never start a cluster, so they are fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checker.history import HistoryWriter
+from campaign import store
+
+RAFTCHECK = [sys.executable, "-m", "campaign"]
+
+
+def raftcheck(*args: str, env: dict | None = None, cwd: Path | None = None):
+    return subprocess.run([*RAFTCHECK, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def one_line_error(r, *words: str) -> str:
+    assert r.returncode == 254, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--nodes", "x"], ["--nodes"]),
+    (["--nodes", "0"], ["--nodes", "positive"]),
+    (["--concurrency", "3x"], ["--concurrency", "3x"]),
+    (["--nemesis", "partition,flood"], ["--nemesis", "flood"]),
+    (["--rate", "-5"], ["--rate"]),
+    (["--bug", "no-such-bug"], ["--bug"]),
+    (["--backend", "cloud"], ["--backend"]),
+    (["--name", "../escape"], ["--name"]),
+    (["--test-count", "0"], ["--test-count"]),
+    (["--frobnicate"], ["--frobnicate"]),
+])
+def test_bad_flags_are_one_line(tmp_path, args, words):
+    r = raftcheck("test", "--store", str(tmp_path / "store"), *args)
+    one_line_error(r, *words)
+    assert not list((tmp_path / "store").rglob("history.jsonl"))
+
+
+def test_missing_toxiproxy_binary(tmp_path):
+    r = raftcheck("test", "--time-limit", "1", "--store", str(tmp_path / "store"),
+                  env={"RAFTCHECK_TOXIPROXY": "/nonexistent"})
+    line = one_line_error(r, "/nonexistent", "go install")
+    assert "toxiproxy" in line
+    assert not list((tmp_path / "store").rglob("history.jsonl"))
+    assert not (tmp_path / "store" / "latest").exists()
+
+
+def test_busy_port(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = raftcheck("test", "--time-limit", "1", "--store", str(tmp_path / "store"),
+                      "--base-port", str(port))
+    one_line_error(r, str(port), "busy")
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "camp.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, words", [
+    ("test:\n  time_limit: 5\nmatrix:\n  seed: [1, 2\n", ["camp.yaml:", "yaml"]),
+    ("test:\n  time_limit: 5\n  bogus: 3\n", ["camp.yaml:3:", "test.bogus"]),
+    ("matrix:\n  nemesis:\n    - partition\n    - flood\n",
+     ["camp.yaml:4:", "matrix.nemesis[1]", "flood"]),
+    ("test:\n  rate: fast\n", ["camp.yaml:2:", "test.rate"]),
+    ("matrix:\n  seed: 3\n", ["camp.yaml:2:", "matrix.seed", "list"]),
+    ("tests:\n  rate: 3\n", ["camp.yaml:1:", "tests"]),
+    ("- 1\n- 2\n", ["camp.yaml:1:"]),
+])
+def test_campaign_yaml_errors(tmp_path, text, words):
+    r = raftcheck("campaign", str(write_yaml(tmp_path, text)), "--store",
+                  str(tmp_path / "store"))
+    one_line_error(r, *words)
+
+
+def test_campaign_missing_file_and_bad_override(tmp_path):
+    one_line_error(raftcheck("campaign", str(tmp_path / "nope.yaml")), "nope.yaml",
+                   "not found")
+    p = write_yaml(tmp_path, "matrix:\n  seed: [1, 2]\n")
+    one_line_error(raftcheck("campaign", str(p), "--concurrency", "zz"), "--concurrency")
+
+
+def test_campaign_dry_run_expands_matrix_with_overrides(tmp_path):
+    p = write_yaml(tmp_path, "name: nightly\ntest:\n  time-limit: 5\n  rate: 10\n"
+                             "matrix:\n  nemesis: [partition, 'kill,pause']\n"
+                             "  seed: [1, 2, 3]\n  nodes: [3, 5]\n")
+    r = raftcheck("campaign", str(p), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 12
+    r = raftcheck("campaign", str(p), "--dry-run", "--nodes", "3", "--rate", "7")
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 6 and all("nodes 3 rate 7 " in x for x in lines)
+
+
+def make_run(store_dir: Path, ops: list[tuple], nemesis: list[str] | None = None) -> Path:
+    """A stored run written the way the runner writes one (real files)."""
+    run_dir = store.new_run_dir(store_dir, "stored")
+    store.update_latest(run_dir)
+    store.write_json(run_dir / "test.json", {
+        "name": "stored", "seed": 1,
+        "options": {"nemesis": nemesis or [], "min_ok": 1, "check_time_limit": 10}})
+    with HistoryWriter(run_dir / "history.jsonl") as h:
+        for type_, process, f, value, key in ops:
+            h.append(type_, process, f, value=value, key=key)
+    return run_dir
+
+
+GOOD = [("invoke", 0, "write", 1, 1), ("ok", 0, "write", 1, 1),
+        ("invoke", 1, "read", None, 1), ("ok", 1, "read", 1, 1),
+        ("invoke", 0, "cas", [1, 2], 1), ("ok", 0, "cas", [1, 2], 1),
+        ("invoke", 1, "read", None, 1), ("ok", 1, "read", 2, 1)]
+STALE = GOOD[:6] + [("invoke", 1, "read", None, 1), ("ok", 1, "read", 1, 1)]
+
+
+def test_analyze_stored_runs(tmp_path):
+    good = make_run(tmp_path / "store", GOOD)
+    r = raftcheck("analyze", str(good))
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = json.loads((good / "results.json").read_text())
+    assert results["valid"] is True
+    assert results["checkers"]["linearizable"]["valid"] is True
+    assert results["stats"]["by_f"]["read"]["ok"] == 2
+    assert (good / "history.txt").read_text().count("\n") == len(GOOD)
+
+    stale = make_run(tmp_path / "store", STALE)
+    # default: store/latest, which is now the stale run
+    r = raftcheck("analyze", "--store", str(tmp_path / "store"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    results = json.loads((stale / "results.json").read_text())
+    assert results["valid"] is False
+    assert results["checkers"]["linearizable"]["failures"]
+    # faults asked for but none recorded: a valid history is vacuous -> unknown
+    vac = make_run(tmp_path / "store", GOOD, nemesis=["partition"])
+    r = raftcheck("analyze", str(vac))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert json.loads((vac / "results.json").read_text())["valid"] == "unknown"
+
+
+def test_analyze_bad_input(tmp_path):
+    run_dir = make_run(tmp_path / "store", GOOD)
+    with open(run_dir / "history.jsonl", "a") as f:
+        f.write('{"index": 8, "time": 5, "type": "okay", "process": 1, "f": "read"}\n')
+    one_line_error(raftcheck("analyze", str(run_dir)), "history.jsonl:9")
+    one_line_error(raftcheck("analyze", str(tmp_path / "none")), "no such run")
+    one_line_error(raftcheck("analyze", "--store", str(tmp_path / "empty")), "no stored run")

@@ -1,0 +1,254 @@
+"""The register workload against small in-test HTTP register servers (real sockets).
+
+The servers speak the node's client API (SPEC section 4): a correct one (one shared
+register map with an exactly-once table), one that redirects to a leader, one that is
+too slow, one that answers "indefinite", and a closed port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
+from checker.history import HistoryWriter
+from workloads.generator import RegisterGenerator
+from workloads.register import RegisterWorkload, WorkloadOptions
+
+
+class Registers:
+    """A linearizable register map with an exactly-once table (client -> (seq, result))."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+        self.done: dict = {}
+        self.requests: list[dict] = []
+        self.applied = 0
+
+    def apply(self, req: dict) -> dict:
+        client, seq = req.get("client"), req.get("seq")
+        if client is not None and client in self.done and self.done[client][0] == seq:
+            return self.done[client][1]
+        key = req["key"]
+        if req["op"] == "read":
+            res = {"ok": True, "value": self.values.get(key)}
+        elif req["op"] == "write":
+            self.values[key] = req["value"]
+            self.applied += 1
+            res = {"ok": True}
+        elif key not in self.values:
+            res = {"ok": False, "code": 20, "error": "key-does-not-exist", "definite": True}
+        elif self.values[key] != req["from"]:
+            res = {"ok": False, "code": 22, "error": "precondition-failed", "definite": True}
+        else:
+            self.values[key] = req["to"]
+            self.applied += 1
+            res = {"ok": True}
+        if client is not None:
+            self.done[client] = (seq, res)
+        return res
+
+
+async def start_server(handler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/op", handler)
+
+    async def status(request):
+        return web.json_response({"role": "leader"})
+
+    app.router.add_get("/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def closed_port_url() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def check_well_formed(ops: list[dict]) -> None:
+    """SPEC section 2: one open op per process, completions match, info retires."""
+    open_ops: dict = {}
+    retired: set = set()
+    for i, op in enumerate(ops):
+        assert op["index"] == i
+        p = op["process"]
+        assert p not in retired, f"process {p} reused after an info: {op}"
+        if op["type"] == "invoke":
+            assert p not in open_ops, f"two open ops for process {p}"
+            open_ops[p] = op
+        else:
+            inv = open_ops.pop(p)
+            assert (inv["f"], inv["key"]) == (op["f"], op["key"])
+            assert op["time"] >= inv["time"]
+            if op["type"] == "info":
+                retired.add(p)
+            if op["type"] == "fail":
+                assert op.get("error"), op
+    times = [op["time"] for op in ops]
+    assert times == sorted(times)
+
+
+def run_workload(tmp_path, urls: dict, **kw) -> tuple[list[dict], RegisterWorkload]:
+    opts = WorkloadOptions(**{"rate": 200.0, "concurrency": 4, "time_limit": 1.0,
+                              "op_timeout": 0.5, "final_timeout": 3.0, **kw})
+    with HistoryWriter(tmp_path / "history.jsonl") as h:
+        w = RegisterWorkload(h, urls, opts, seed=7)
+
+        async def main():
+            await w.run()
+            return await w.final_reads()
+
+        w.final_values = asyncio.run(main())
+    return read_jsonl(tmp_path / "history.jsonl"), w
+
+
+def with_servers(handlers: dict):
+    """Run the servers for `handlers` ({id: handler}) on a background event loop."""
+    import threading
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    started = {n: asyncio.run_coroutine_threadsafe(start_server(h), loop).result(5)
+               for n, h in handlers.items()}
+
+    def stop():
+        for runner, _ in started.values():
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+
+    return {n: url for n, (_, url) in started.items()}, stop
+
+
+def test_generator_rotates_keys_and_writes_unique_values():
+    g = RegisterGenerator(random.Random(1), ops_per_key=5, active_keys=2)
+    ops = [g.next_op() for _ in range(100)]
+    per_key = Counter(op.key for op in ops)
+    assert max(per_key.values()) <= 5
+    assert len(per_key) >= 20
+    written = [op.value for op in ops if op.f == "write"] + \
+              [op.value[1] for op in ops if op.f == "cas"]
+    assert len(written) == len(set(written))
+    assert {op.f for op in ops} >= {"read", "write"}
+
+
+def test_correct_server_history_is_well_formed(tmp_path):
+    regs = Registers()
+
+    async def handler(request):
+        req = await request.json()
+        regs.requests.append(req)
+        return web.json_response(regs.apply(req))
+
+    urls, stop = with_servers({"n1": handler, "n2": handler})
+    try:
+        ops, w = run_workload(tmp_path, urls, ops_per_key=10)
+    finally:
+        stop()
+    check_well_formed(ops)
+    types = Counter(op["type"] for op in ops)
+    assert types["invoke"] >= 50
+    assert types["info"] == 0
+    fs = Counter(op["f"] for op in ops if op["type"] == "ok")
+    assert fs["read"] and fs["write"] and fs["cas"]
+    # keys rotate: no key got more than ops_per_key invocations before the final reads
+    load = [op for op in ops if op["type"] == "invoke" and op["process"] < 4]
+    assert max(Counter(op["key"] for op in load).values()) <= 10
+    # unique write values, and the final phase read every key and saw its last value
+    writes = [op["value"] for op in ops if op["type"] == "invoke" and op["f"] == "write"]
+    assert len(writes) == len(set(writes))
+    assert set(w.final_values) == set(w.generator.keys)
+    assert w.final_values == {k: regs.values.get(k) for k in w.generator.keys}
+    # every request carried a client id and a seq
+    assert all("client" in r and isinstance(r["seq"], int) for r in regs.requests)
+
+
+def test_not_leader_is_retried_on_the_leader_with_the_same_seq(tmp_path):
+    regs = Registers()
+    seen: dict[str, list] = {"n1": [], "n2": []}
+
+    async def follower(request):
+        req = await request.json()
+        seen["n1"].append(req)
+        return web.json_response({"ok": False, "code": 30, "error": "not-leader",
+                                  "definite": True, "leader": "n2"})
+
+    async def leader(request):
+        req = await request.json()
+        seen["n2"].append(req)
+        return web.json_response(regs.apply(req))
+
+    urls, stop = with_servers({"n1": follower, "n2": leader})
+    urls = {"n0": closed_port_url(), **urls}  # refused: not sent, so tried elsewhere
+    try:
+        ops, _ = run_workload(tmp_path, urls, concurrency=2, time_limit=0.5)
+    finally:
+        stop()
+    check_well_formed(ops)
+    assert seen["n1"], "the follower was never asked"
+    leader_ids = {(r["client"], r["seq"]) for r in seen["n2"]}
+    assert all((r["client"], r["seq"]) in leader_ids for r in seen["n1"])
+    assert not [op for op in ops if op["type"] == "fail" and op["error"] == "not-leader"]
+    assert all(op["node"] == "n2" for op in ops if op["type"] == "ok")
+    assert {op["node"] for op in ops if op["type"] == "invoke"} >= {"n0", "n1"}
+
+
+def test_refused_connection_is_fail(tmp_path):
+    ops, _ = run_workload(tmp_path, {"down": closed_port_url()}, concurrency=2,
+                          time_limit=0.3, final_timeout=0.3)
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    assert done and all(op["type"] == "fail" and op["error"] == "connection-refused"
+                        for op in done)
+
+
+def test_timeouts_indefinite_and_refused(tmp_path):
+    async def slow(request):
+        await asyncio.sleep(2)
+        return web.json_response({"ok": True})
+
+    async def indefinite(request):
+        return web.json_response({"ok": False, "code": 13, "error": "crash",
+                                  "definite": False})
+
+    async def unavailable(request):
+        return web.json_response({"ok": False, "code": 20,
+                                  "error": "key-does-not-exist", "definite": True})
+
+    urls, stop = with_servers({"slow": slow, "crash": indefinite, "busy": unavailable})
+    try:
+        ops, _ = run_workload(tmp_path, urls, concurrency=4, time_limit=1.0,
+                              op_timeout=0.3, final_timeout=0.5)
+    finally:
+        stop()
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    by = {(op["node"], op["f"] == "read", op["type"], op.get("error")) for op in done}
+    # a timeout: info for a write or cas, fail for a read; never ok
+    assert ("slow", False, "info", "timeout") in by
+    assert ("slow", True, "fail", "timeout") in by
+    assert not any(n == "slow" and t == "fail" and not r for n, r, t, _ in by)
+    # an indefinite error is info (or fail for a read), a definite one fail
+    assert ("crash", False, "info", "crash") in by
+    assert ("busy", False, "fail", "key-does-not-exist") in by
+    assert not [op for op in done if op["type"] == "ok"]
+    # after every info the worker went on under a fresh process id
+    infos = [op for op in done if op["type"] == "info"]
+    assert infos and len({op["process"] for op in infos}) == len(infos)

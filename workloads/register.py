@@ -1,0 +1,271 @@
+"""The register workload: concurrent clients driving the node's HTTP API.
+
+A *worker* is one logical client process (SPEC section 2): it has at most one open op,
+records it as an invoke and then exactly one completion (ok / fail / info), and after an
+info continues under a new process id (the old op may still take effect at any time).
+Workers share an overall rate (`rate` ops/s, randomly staggered) and run until the time
+limit. Op outcomes follow SPEC section 4:
+
+- ``ok:true`` -> ok; a definite error -> fail (``error`` = its name); an indefinite
+  one -> info.
+- a timeout or a lost connection -> info, never fail; a read may be fail instead (a
+  read changes nothing). A refused connection never reached the node: fail.
+- a definite ``not-leader`` (or ``temporarily-unavailable``, or a refused connection:
+  not executed either) is retried on the hinted leader, or else on the next node, with the SAME client id and
+  seq (exactly-once at the node), at most twice; a retry never follows an indefinite
+  answer. The op's invoke and completion bracket every attempt, so the history stays
+  honest.
+
+The final phase (`final_reads`) reads every key the run touched until one read of it
+succeeds (bounded in time), so that the last write of each key is observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from checker.history import FAIL, INFO, INVOKE, OK, HistoryWriter
+from workloads.generator import CAS, READ, WRITE, RegisterGenerator, RegisterOp
+
+log = logging.getLogger("raftcheck.workload")
+
+_MAX_REDIRECTS = 2
+# definite answers that say the op was not executed here: it may go elsewhere
+_NOT_EXECUTED = ("not-leader", "temporarily-unavailable", "connection-refused")
+
+
+@dataclass
+class WorkloadOptions:
+    """Knobs of the register workload (`raftcheck test` flags)."""
+
+    rate: float = 30.0            # ops/s over all workers
+    concurrency: int = 6          # number of workers (logical client processes)
+    time_limit: float = 30.0      # seconds of load
+    ops_per_key: int = 100        # invocations per key before it rotates
+    active_keys: int = 0          # keys in use at once; 0 = max(1, concurrency // 2)
+    op_timeout: float = 1.0       # seconds per op, redirects included
+    final_timeout: float = 30.0   # seconds for the final reads, all keys together
+    read_weight: float = 1.0
+    write_weight: float = 1.0
+    cas_weight: float = 1.0
+
+
+@dataclass
+class _Outcome:
+    type: str                 # ok / fail / info
+    value: Any = None
+    error: str | None = None
+    node: str | None = None
+    leader: str | None = None
+
+
+class RegisterWorkload:
+    """Drives `nodes` ({id: "http://host:port"}) and appends every op to `history`."""
+
+    def __init__(self, history: HistoryWriter, nodes: dict[str, str],
+                 options: WorkloadOptions, seed: int, client_prefix: str = "c") -> None:
+        if not nodes:
+            raise ValueError("the workload needs at least one node")
+        self.history = history
+        self.nodes = dict(nodes)
+        self.node_ids = list(nodes)
+        self.options = options
+        self.rng = random.Random(seed)
+        active = options.active_keys or max(1, options.concurrency // 2)
+        self.generator = RegisterGenerator(
+            random.Random(seed + 1), ops_per_key=options.ops_per_key, active_keys=active,
+            mix=(options.read_weight, options.write_weight, options.cas_weight))
+        self.client_prefix = client_prefix
+        self.counts: Counter[str] = Counter()   # completions by type, for progress
+        self.in_flight = 0
+        self._next_process = options.concurrency
+        self._next_slot = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        # force_close: one connection per request, so a refused connection means the
+        # request never left, and a killed node leaves no stale pooled socket behind.
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+    def _fresh_process(self) -> int:
+        p = self._next_process
+        self._next_process += 1
+        return p
+
+    async def _pace(self) -> None:
+        """Wait for this worker's slot: `rate` ops/s overall, uniformly staggered."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + self.rng.uniform(0, 2.0 / self.options.rate)
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _post(self, node: str, body: dict, timeout: float) -> dict:
+        assert self._session is not None
+        url = self.nodes[node] + "/op"
+        async with self._session.post(url, json=body,
+                                      timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            text = await r.text()
+        data = json.loads(text)
+        if not isinstance(data, dict) or "ok" not in data:
+            raise ValueError("no 'ok' field")
+        return data
+
+    async def _execute(self, node: str, body: dict) -> _Outcome:
+        """One op, first on `node`; a definite "not executed" answer (not-leader,
+        temporarily-unavailable) moves the same client/seq to the hinted leader, or
+        else to the next node not tried yet, within the op's timeout."""
+        deadline = time.monotonic() + self.options.op_timeout
+        reading = body["op"] == READ
+        tried: list[str] = []
+        while True:
+            tried.append(node)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _Outcome(FAIL if reading else INFO, error="timeout", node=node)
+            try:
+                data = await self._post(node, body, remaining)
+            except asyncio.TimeoutError:
+                return _Outcome(FAIL if reading else INFO, error="timeout", node=node)
+            except aiohttp.ClientConnectorError:
+                # never connected, so never sent: definitely not executed; try elsewhere
+                data = {"ok": False, "error": "connection-refused", "definite": True}
+            except aiohttp.ClientError as e:
+                log.debug("%s: connection lost: %s", node, e)
+                return _Outcome(FAIL if reading else INFO, error="connection-lost", node=node)
+            except (ValueError, UnicodeDecodeError) as e:
+                log.debug("%s: bad response: %s", node, e)
+                return _Outcome(FAIL if reading else INFO, error="bad-response", node=node)
+            if data.get("ok") is True:
+                return _Outcome(OK, value=data.get("value"), node=node)
+            error = str(data.get("error") or f"code-{data.get('code')}")
+            leader = data.get("leader")
+            if data.get("definite") is not True:
+                return _Outcome(FAIL if reading else INFO, error=error, node=node,
+                                leader=leader)
+            nxt = None
+            if error in _NOT_EXECUTED and len(tried) <= _MAX_REDIRECTS:
+                if isinstance(leader, str) and leader in self.nodes and leader not in tried:
+                    nxt = leader
+                else:
+                    nxt = next((n for n in self._ring_from(node) if n not in tried), None)
+            if nxt is None:
+                return _Outcome(FAIL, error=error, node=node, leader=leader)
+            node = nxt  # not executed: the same client/seq, elsewhere
+
+    def _ring_from(self, node: str) -> list[str]:
+        i = self.node_ids.index(node)
+        return self.node_ids[i + 1:] + self.node_ids[:i]
+
+    async def _run_op(self, process: int, seq: int, op: RegisterOp, node: str) -> _Outcome:
+        """Invoke, execute and complete one op in the history."""
+        body: dict[str, Any] = {"op": op.f, "key": op.key,
+                                "client": f"{self.client_prefix}{process}", "seq": seq}
+        if op.f == WRITE:
+            body["value"] = op.value
+        elif op.f == CAS:
+            body["from"], body["to"] = op.value
+        self.history.append(INVOKE, process, op.f, value=op.value, key=op.key, node=node)
+        self.in_flight += 1
+        try:
+            out = await self._execute(node, body)
+        finally:
+            self.in_flight -= 1
+        value = out.value if op.f == READ else op.value
+        if out.type != OK:
+            value = None if op.f == READ else op.value
+        self.history.append(out.type, process, op.f, value=value, key=op.key,
+                            node=out.node, error=out.error)
+        self.counts[out.type] += 1
+        if out.type == OK:
+            observed = {READ: out.value, WRITE: op.value}.get(op.f)
+            self.generator.observe(op.key, op.value[1] if op.f == CAS else observed)
+        return out
+
+    # -- phases ---------------------------------------------------------------
+
+    async def _worker(self, w: int, deadline: float) -> None:
+        """One client: every op starts at its home node (as Jepsen's clients do), so
+        that each node, a deposed leader included, keeps being asked."""
+        process = w
+        seq = 0
+        home = self.node_ids[w % len(self.node_ids)]
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._pace()
+            if loop.time() >= deadline:
+                return
+            seq += 1
+            out = await self._run_op(process, seq, self.generator.next_op(), home)
+            if out.type == INFO:
+                process, seq = self._fresh_process(), 0
+
+    async def run(self) -> None:
+        """The load phase: `concurrency` workers for `time_limit` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.time_limit
+        self._next_slot = loop.time()
+        async with self._new_session() as self._session:
+            await asyncio.gather(*(self._worker(w, deadline)
+                                   for w in range(self.options.concurrency)))
+        self._session = None
+
+    async def wait_for_leader(self, timeout: float) -> str | None:
+        """Poll GET /status until a node says it leads (bounded); its id, or None."""
+        deadline = time.monotonic() + timeout
+        async with self._new_session() as session:
+            while time.monotonic() < deadline:
+                for node, url in self.nodes.items():
+                    try:
+                        async with session.get(url + "/status",
+                                               timeout=aiohttp.ClientTimeout(total=0.5)) as r:
+                            status = json.loads(await r.text())
+                        if isinstance(status, dict) and status.get("role") == "leader":
+                            return node
+                    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                        pass
+                await asyncio.sleep(0.1)
+        return None
+
+    async def final_reads(self, timeout: float | None = None) -> dict[Any, Any]:
+        """Read every key touched until a read of it succeeds; {key: value} read.
+
+        Keys whose reads kept failing until the deadline are missing from the result.
+        """
+        timeout = self.options.final_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self.wait_for_leader(min(timeout / 2, 10.0))
+        values: dict[Any, Any] = {}
+        sem = asyncio.Semaphore(max(1, min(8, self.options.concurrency)))
+        start = self.rng.randrange(len(self.node_ids))
+
+        async def read_key(i: int, key: int) -> None:
+            target = self.node_ids[(start + i) % len(self.node_ids)]
+            async with sem:
+                while loop.time() < deadline:
+                    out = await self._run_op(self._fresh_process(), 1, RegisterOp(READ, key),
+                                             target)
+                    if out.type == OK:
+                        values[key] = out.value
+                        return
+                    target = self._ring_from(target)[0] if len(self.nodes) > 1 else target
+                    await asyncio.sleep(0.1)
+
+        async with self._new_session() as self._session:
+            await asyncio.gather(*(read_key(i, k)
+                                   for i, k in enumerate(self.generator.keys)))
+        self._session = None
+        return values
