@@ -13,6 +13,8 @@ the same topology.
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -78,6 +80,48 @@ class Cluster(Protocol):
     def resume(self, node_id: str) -> None: ...
     def collect_logs(self, run_dir: Path | str) -> list[Path]: ...
     def teardown(self) -> None: ...
+
+
+class SignalTeardown:
+    """Mixin for backends: tear the cluster down on SIGTERM or SIGHUP, then chain.
+
+    The backend sets ``self._prev_handlers = {}`` and ``self.node_ids`` and has an
+    idempotent ``teardown()``. Handlers can only be set from the main thread; from any
+    other thread both calls do nothing.
+    """
+
+    _prev_handlers: dict[int, Any]
+    node_ids: list[str]
+
+    def teardown(self) -> None:  # provided by the backend
+        raise NotImplementedError
+
+    def _known(self, node_id: str) -> str:
+        if node_id not in self.node_ids:
+            raise ClusterError(f"no node {node_id!r} (nodes: {', '.join(self.node_ids)})")
+        return node_id
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, prev in self._prev_handlers.items():
+            if signal.getsignal(sig) == self._on_signal:
+                signal.signal(sig, prev)
+        self._prev_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        prev = self._prev_handlers.get(signum, signal.SIG_DFL)
+        self.teardown()
+        if callable(prev):
+            prev(signum, frame)
+        elif prev != signal.SIG_IGN:
+            raise SystemExit(128 + signum)
 
 
 def make_cluster(backend: str, node_count: int, run_dir: Path | str,

@@ -24,7 +24,6 @@ import io
 import logging
 import os
 import secrets
-import signal
 import socket
 import tarfile
 import threading
@@ -33,8 +32,9 @@ from typing import Any
 
 import yaml
 
-from campaign.cluster import (ClusterError, cluster_config, node_ids, peers_from_proxies,
-                              proxy_specs, wait_for_status, write_cluster_file)
+from campaign.cluster import (ClusterError, SignalTeardown, cluster_config, node_ids,
+                              peers_from_proxies, proxy_specs, wait_for_status,
+                              write_cluster_file)
 from campaign.local_backend import free_port
 from checker.errors import BadInput
 from nemesis.toxiproxy import Toxiproxy, ToxiproxyError
@@ -102,7 +102,7 @@ def _proc_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[-1].split()[19]
 
 
-class DockerCluster:
+class DockerCluster(SignalTeardown):
     """N node containers plus one toxiproxy container on a private network.
 
     Implements `campaign.cluster.Cluster` (see the module doc). `node_image` and
@@ -414,32 +414,6 @@ class DockerCluster:
         return (f"node {nid}'s container exited with code {code} before answering "
                 f"GET /status: {tail[-1] if tail else '(no output)'}")
 
-    def _known(self, node_id: str) -> str:
-        if node_id not in self.node_ids:
-            raise ClusterError(f"no node {node_id!r} (nodes: {', '.join(self.node_ids)})")
-        return node_id
-
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig, prev in self._prev_handlers.items():
-            if signal.getsignal(sig) == self._on_signal:
-                signal.signal(sig, prev)
-        self._prev_handlers.clear()
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        prev = self._prev_handlers.get(signum, signal.SIG_DFL)
-        self.teardown()
-        if callable(prev):
-            prev(signum, frame)
-        elif prev != signal.SIG_IGN:
-            raise SystemExit(128 + signum)
 
 
 def _tar_file(name: str, text: str) -> bytes:

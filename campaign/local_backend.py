@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from campaign.cluster import (ClusterError, cluster_config, node_ids, peers_from_proxies,
-                              proxy_specs, wait_for_status, write_cluster_file)
+from campaign.cluster import (ClusterError, SignalTeardown, cluster_config, node_ids,
+                              peers_from_proxies, proxy_specs, wait_for_status,
+                              write_cluster_file)
 from checker.errors import BadInput
 from nemesis.toxiproxy import Toxiproxy, ToxiproxyError
 
@@ -181,7 +182,7 @@ class _Child:
         return self.popen is not None and self.popen.poll() is None
 
 
-class LocalCluster:
+class LocalCluster(SignalTeardown):
     """N node processes on loopback plus one toxiproxy server (see module doc).
 
     Implements `campaign.cluster.Cluster`. `base_port` (optional) fixes the ports
@@ -521,34 +522,6 @@ class LocalCluster:
             child.paused = paused
             log.info("%s %s", "paused" if paused else "resumed", node_id)
 
-    def _known(self, node_id: str) -> str:
-        if node_id not in self.node_ids:
-            raise ClusterError(f"no node {node_id!r} (nodes: {', '.join(self.node_ids)})")
-        return node_id
-
-    # --- signals -----------------------------------------------------------------------
-
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig, prev in self._prev_handlers.items():
-            if signal.getsignal(sig) == self._on_signal:
-                signal.signal(sig, prev)
-        self._prev_handlers.clear()
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        prev = self._prev_handlers.get(signum, signal.SIG_DFL)
-        self.teardown()
-        if callable(prev):
-            prev(signum, frame)
-        elif prev != signal.SIG_IGN:
-            raise SystemExit(128 + signum)
 
 
 class _PortTaken(Exception):
