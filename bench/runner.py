@@ -4,7 +4,7 @@ A run costs its time limit plus set-up (toxiproxy, proxies, node start-up), the 
 phase (heal, wait for a leader, read every key), tear-down, and the check. This script
 runs real local runs (real nodes, real toxiproxy) for 3 and 5 nodes and prints each
 part, the overhead (total - time limit) and its ratio to the time limit. No assertion:
-figures only (docs/bench-runner.md).
+figures only (docs/benchmarks.md).
 
     python bench/runner.py [--time-limit 10] [--nodes 3,5] [--repeat 1]
         [--nemesis partition,kill] [--keep]

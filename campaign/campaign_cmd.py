@@ -170,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     name, runs = plan(path, given_flags(args))
     if not runs:
         raise BadInput("the matrix has no runs", file=str(path), field="matrix")
-    print(f"campaign {name}: {len(runs)} runs", file=sys.stderr, flush=True)
+    print(f"campaign {name}: {len(runs)} run{'' if len(runs) == 1 else 's'}",
+          file=sys.stderr, flush=True)
     if args.dry_run:
         for i, o in enumerate(runs, 1):
             print(f"{i:>3}  {_describe(o)}")
@@ -180,8 +181,11 @@ def run(args: argparse.Namespace) -> int:
         for i, options in enumerate(runs, 1):
             print(f"== run {i}/{len(runs)}: {_describe(options)}", flush=True)
             rows.append((_describe(options), run_test(options)))
-    except KeyboardInterrupt:
-        print_summary(rows, sys.stdout)
+    except (KeyboardInterrupt, BadInput):
+        # Interrupted, or a run could not start (no toxiproxy, a busy port): the runs
+        # already done still get their summary before the error line.
+        if rows:
+            print_summary(rows, sys.stdout)
         raise
     print_summary(rows, sys.stdout)
     return worst_exit([o.exit_code for _, o in rows])

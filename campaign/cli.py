@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from checker.errors import BadInput
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"raftcheck: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`raftcheck check ... | head`): stop quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("raftcheck: interrupted", file=sys.stderr)
         return 130

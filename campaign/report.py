@@ -180,7 +180,7 @@ def _kv_table(d: dict, limit: int = 120, table_id: str = "") -> str:
     d = _flatten(d)
     rows = []
     for k, v in list(d.items())[:limit]:
-        shown = v if isinstance(v, (str, int, float, bool)) or v is None else _short(v, 300)
+        shown = v if isinstance(v, str) else _short(v, 300)  # JSON spelling: null, true
         rows.append(f"<tr><th>{_e(k)}</th><td>{_e(shown)}</td></tr>")
     more = f"<tr><td colspan=2>({len(d) - limit} more)</td></tr>" if len(d) > limit else ""
     ident = f' id="{table_id}"' if table_id else ""

@@ -30,8 +30,9 @@ OPTION_FLAGS: list[tuple[str, dict]] = [
                                            " or none (default partition,kill)")),
     ("--nemesis-interval", dict(type=float, metavar="S",
                                 help="seconds between fault starts and stops (default 10)")),
-    ("--nemesis-targets", dict(metavar="T,T", help="which nodes faults hit: one, minority, "
-                                                   "majority, all, leader (default: mixed)")),
+    ("--nemesis-targets", dict(metavar="T,T", help="which nodes kill and pause hit: one, "
+                                                   "minority, majority, all, leader (default: "
+                                                   "mixed; partitions use --partition-shapes)")),
     ("--partition-shapes", dict(metavar="S,S", help="partition shapes: one, majority, "
                                 "majorities-ring, bridge, one-way (default: all)")),
     ("--seed", dict(type=int, help="seed of the workload and the nemesis (default random)")),

@@ -81,7 +81,8 @@ def check(ops: list[Op], model: str | Model = "cas-register",
                 budget = min(budget, max(0.0, deadline - time.monotonic()))
             if budget > 0:
                 if progress is not None:
-                    progress(f"shrinking key {key_label(k)} ({len(parts[k]):,} ops)")
+                    progress(f"shrinking{'' if k is None else ' key ' + key_label(k)} "
+                             f"({len(parts[k]):,} ops)")
                 fl["shrunk"] = shrunk_dicts(_shrink(parts[k], m, r.blocked, budget))
         failures.append(fl)
     required = counts["ok"] + counts["fail_observed"]

@@ -75,14 +75,22 @@ def explain_failure(key: Any, ops: list[Operation], model: Model,
     }
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 op', '2 ops', '1,000 history lines'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def render(d: dict, describe_ops: dict | None = None) -> str:
     """A CheckResult dict as text for a person."""
     v = d["valid"]
     verdict = {True: "linearizable", False: "NOT linearizable"}.get(v, "unknown")
     nkeys = len(d.get("keys", {}))
     word = {True: "true", False: "false"}.get(v, "unknown")
-    lines = [f"valid: {word} ({verdict}; model {d['model']}, {d['op_count']:,} "
-             f"history lines, {nkeys} key{'s' if nkeys != 1 else ''})"]
+    what = f"model {d['model']}, {_count(d['op_count'], 'history line')}"
+    if not (nkeys == 1 and next(iter(d.get("keys", {}))) == "null"):
+        what += f", {_count(nkeys, 'key')}"
+    lines = [f"valid: {word} ({what})" if v == "unknown" else
+             f"valid: {word} ({verdict}; {what})"]
     if v == "unknown" and d.get("unknown_reason"):
         lines.append(f"  unknown because: {d['unknown_reason']}")
     unknown_keys = [(k, kd) for k, kd in d.get("keys", {}).items()
@@ -98,7 +106,8 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
             lines.append(f"  ... {len(unknown_keys) - 5} more keys unknown")
     for fl in d.get("failures", []):
         op = fl["op"]
-        lines.append(f"key {show(fl['key'])}: not linearizable")
+        lines.append("the register: not linearizable" if fl["key"] is None
+                     else f"key {show(fl['key'])}: not linearizable")
         lines.append(f"  first op that cannot be linearized: op {op['index']} "
                      f"(history.txt line {fl['line']}, invoked at line "
                      f"{fl.get('invoke_line', '?')}): process {op['process']} "
@@ -109,7 +118,7 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
         more = f" and {len(conc) - 12} more" if len(conc) > 12 else ""
         lines.append(f"  concurrent ops: {shown or 'none'}{more}")
         pre = fl["prefix"]
-        lines.append(f"  longest linearizable prefix: {len(pre)} ops; state after it: "
+        lines.append(f"  longest linearizable prefix: {_count(len(pre), 'op')}; state after it: "
                      f"{show(fl['state'])}")
         if len(pre) > PREFIX_SHOWN:
             lines.append(f"    ... {len(pre) - PREFIX_SHOWN} earlier ops")
@@ -119,7 +128,7 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
                          f"{' ' if desc else ''}-> state {show(p['state'])}")
         if fl.get("shrunk"):
             n = sum(1 for o in fl["shrunk"] if o.get("type") == "invoke")
-            lines.append(f"  shrunk to {n} ops, still not linearizable:")
+            lines.append(f"  shrunk to {_count(n, 'op')}, still not linearizable:")
             for o in fl["shrunk"]:
                 err = f" {o['error']}" if o.get("error") else ""
                 lines.append(f"    line {o['index'] + 1}: {o['process']} {o['type']} "

@@ -5,7 +5,7 @@
 #
 # Idempotent: when the image exists with the same recipe label, it does nothing.
 # Environment: RAFTCHECK_DEBIAN_MIRROR (default: the first Debian mirror in
-# /etc/apt/sources.list*, else http://deb.debian.org/debian), RAFTCHECK_DEBIAN_SUITE
+# /etc/apt/sources.list*; set it on a machine without one), RAFTCHECK_DEBIAN_SUITE
 # (default: the host's release codename, else bookworm), RAFTCHECK_BASE_IMAGE
 # (default raftcheck/base:local). Needs root, debootstrap and a running Docker engine.
 set -euo pipefail
@@ -31,7 +31,6 @@ if [[ -z "$mirror" ]]; then
     mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
         | awk '$1 == "deb" && $2 !~ /\[/ {print $2}' | grep -v security | grep -i debian | head -n1 || true)
 fi
-mirror=${mirror:-http://deb.debian.org/debian}
 
 recipe=$(printf '%s\n' "v1" "$suite" "$packages" | sha256sum | cut -c1-16)
 if have=$(docker image inspect --format '{{index .Config.Labels "raftcheck.base.recipe"}}' "$image" 2>/dev/null) \
@@ -40,6 +39,7 @@ if have=$(docker image inspect --format '{{index .Config.Labels "raftcheck.base.
     exit 0
 fi
 
+[[ -n "$mirror" ]] || { log "no Debian mirror in /etc/apt/sources.list*: set RAFTCHECK_DEBIAN_MIRROR"; exit 1; }
 command -v debootstrap >/dev/null || { log "debootstrap is not installed (apt-get install debootstrap)"; exit 1; }
 [[ $(id -u) -eq 0 ]] || { log "debootstrap needs root"; exit 1; }
 
