@@ -28,7 +28,7 @@ apt_install() {
   command -v apt-get >/dev/null || { say "apt-get not found: install ${missing[*]} by hand"; return 1; }
   say "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
 python_deps() {
