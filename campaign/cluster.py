@@ -12,6 +12,7 @@ the same topology.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import signal
 import threading
@@ -83,18 +84,43 @@ class Cluster(Protocol):
 
 
 class SignalTeardown:
-    """Mixin for backends: tear the cluster down on SIGTERM or SIGHUP, then chain.
+    """Mixin for backends: start once, and tear down on failure, exit, SIGTERM, SIGHUP.
 
-    The backend sets ``self._prev_handlers = {}`` and ``self.node_ids`` and has an
-    idempotent ``teardown()``. Handlers can only be set from the main thread; from any
-    other thread both calls do nothing.
+    The backend sets ``self._lock``, ``self._started = False``, ``self._prev_handlers =
+    {}`` and ``self.node_ids``, and provides ``_start()`` (the real start-up) and an
+    idempotent ``teardown()``; ``_before_start()`` is an optional hook run under the
+    lock. Signal handlers can only be set from the main thread; from any other thread
+    they are left alone.
     """
 
     _prev_handlers: dict[int, Any]
+    _started: bool
+    _lock: Any
     node_ids: list[str]
 
     def teardown(self) -> None:  # provided by the backend
         raise NotImplementedError
+
+    def _start(self) -> None:  # provided by the backend
+        raise NotImplementedError
+
+    def _before_start(self) -> None:
+        """Hook: set-up that must happen under the lock before start-up."""
+
+    def start(self) -> None:
+        """Start the cluster once; if start-up fails, tear down what was started."""
+        with self._lock:
+            if self._started:
+                raise ClusterError("cluster already started")
+            self._started = True
+            self._before_start()
+            atexit.register(self.teardown)
+            self._install_signal_handlers()
+        try:
+            self._start()
+        except BaseException:
+            self.teardown()
+            raise
 
     def _known(self, node_id: str) -> str:
         if node_id not in self.node_ids:

@@ -149,19 +149,6 @@ class DockerCluster(SignalTeardown):
     def client_url(self, node_id: str) -> str:
         return f"http://{HOST}:{self.client_ports[self._known(node_id)]}"
 
-    def start(self) -> None:
-        with self._lock:
-            if self._started:
-                raise ClusterError("cluster already started")
-            self._started = True
-            atexit.register(self.teardown)
-            self._install_signal_handlers()
-        try:
-            self._start()
-        except BaseException:
-            self.teardown()
-            raise
-
     def kill(self, node_id: str) -> None:
         """`docker kill` (SIGKILL); a no-op when the node is not running."""
         with self._lock:

@@ -228,19 +228,8 @@ class LocalCluster(SignalTeardown):
     def client_url(self, node_id: str) -> str:
         return f"http://{self.addresses[self._known(node_id)]['client']}"
 
-    def start(self) -> None:
-        with self._lock:
-            if self._started:
-                raise ClusterError("cluster already started")
-            self._started = True
-            self._spawner = _Spawner(f"spawner-{self.run_dir.name}")
-            atexit.register(self.teardown)
-            self._install_signal_handlers()
-        try:
-            self._start()
-        except BaseException:
-            self.teardown()
-            raise
+    def _before_start(self) -> None:
+        self._spawner = _Spawner(f"spawner-{self.run_dir.name}")
 
     def kill(self, node_id: str) -> None:
         """SIGKILL the node's process group (a no-op if it is not running)."""

@@ -14,6 +14,7 @@ pause (SIGSTOP) then resume (SIGCONT). Node lists are sorted, as in the history.
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 from campaign.cluster import Cluster, find_leader
 from nemesis.partition import majority
@@ -48,25 +49,28 @@ def leader_of(cluster: Cluster) -> str | None:
     return find_leader(cluster, timeout_s=0.5)
 
 
-def kill(cluster: Cluster, nodes: list[str]) -> list[str]:
+def _each(action: Callable[[str], None], nodes: list[str]) -> list[str]:
+    """Apply a cluster action to every node in turn; the nodes it was applied to."""
     for n in nodes:
-        cluster.kill(n)
+        action(n)
     return list(nodes)
+
+
+def kill(cluster: Cluster, nodes: list[str]) -> list[str]:
+    """SIGKILL every node (a crash: nothing unsynced survives)."""
+    return _each(cluster.kill, nodes)
 
 
 def restart(cluster: Cluster, nodes: list[str]) -> list[str]:
-    for n in nodes:
-        cluster.restart(n)
-    return list(nodes)
+    """Start killed nodes again on their data."""
+    return _each(cluster.restart, nodes)
 
 
 def pause(cluster: Cluster, nodes: list[str]) -> list[str]:
-    for n in nodes:
-        cluster.pause(n)
-    return list(nodes)
+    """SIGSTOP every node (a long GC pause or a frozen VM)."""
+    return _each(cluster.pause, nodes)
 
 
 def resume(cluster: Cluster, nodes: list[str]) -> list[str]:
-    for n in nodes:
-        cluster.resume(n)
-    return list(nodes)
+    """SIGCONT paused nodes."""
+    return _each(cluster.resume, nodes)
