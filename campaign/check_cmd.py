@@ -21,14 +21,16 @@ EXIT = {True: 0, False: 1, "unknown": 2}
 _RANK = {0: 0, 2: 1, 1: 2, 254: 3, 255: 4}
 
 
-def _positive(name: str):
+def _number(name: str, zero_ok: bool = False):
+    """An argparse type: a number above 0 (or 0 and above, with `zero_ok`)."""
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}")
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be positive, not {text!r}")
+        if not (v >= 0 if zero_ok else v > 0):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {'0 or more' if zero_ok else 'positive'}, not {text!r}")
         return v
     return parse
 
@@ -39,12 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model to check against (default cas-register)")
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="history format (default auto: detected per file)")
-    parser.add_argument("--time-limit", type=_positive("--time-limit"), default=None,
+    parser.add_argument("--time-limit", type=_number("--time-limit"), default=None,
                         metavar="S", help="seconds per file before the verdict is "
                         "unknown (default: none)")
-    parser.add_argument("--memory-limit", type=_positive("--memory-limit"), default=1024,
+    parser.add_argument("--memory-limit", type=_number("--memory-limit"), default=1024,
                         metavar="MB", help="memory budget of the search per file "
                         "(default 1024)")
+    parser.add_argument("--failure-grace", type=_number("--failure-grace", zero_ok=True),
+                        default=None, metavar="S",
+                        help="once a key is found not linearizable, how long the other "
+                        "keys may still take (default 5; 0 stops at the first failing "
+                        "key, as Porcupine does)")
     parser.add_argument("--no-shrink", action="store_true",
                         help="do not shrink invalid histories")
     parser.add_argument("--json", action="store_true",
@@ -70,7 +77,7 @@ def _check_one(args: argparse.Namespace, file: str) -> int:
     progress = (lambda msg: print(f"{file}: {msg}", file=sys.stderr, flush=True))
     result = check(ops, model=args.model, time_limit=args.time_limit,
                    memory_limit_mb=args.memory_limit, shrink=not args.no_shrink,
-                   progress=progress)
+                   progress=progress, failure_grace_s=args.failure_grace)
     verdict = json.dumps(result.valid).strip('"')
     if args.json:
         print(json.dumps({"file": file, **result.to_dict()}, default=str), flush=True)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+import checker
 from checker.errors import BadInput
 from checker.history import FAIL, INFO, OK, HistoryWriter, Op
 from campaign import stats as stats_mod
@@ -35,6 +36,8 @@ log = logging.getLogger("raftcheck.runner")
 FAULTS = ("partition", "kill", "pause", "latency")
 BUGS = ("local-reads", "ack-before-commit")
 BACKENDS = ("local", "docker")
+SUMMARY_LINES = 40             # lines of the checker's explanation printed after a run
+CHECK_MEMORY_LIMIT_MB = 1024   # the search's memory budget, as `raftcheck check`'s default
 TARGETS = ("one", "minority", "majority", "all", "leader")
 SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way")
 
@@ -240,14 +243,10 @@ def check_history(ops: list[Op], test: dict, final_start_ns: int | None = None,
     """Check `ops` and compute the stats: (results dict, CheckResult or None)."""
     opts = test.get("options", {})
     t0 = time.monotonic()
-    check_result = None
-    try:
-        import checker
-        check_result = checker.check(ops, model="cas-register",
-                                     time_limit=opts.get("check_time_limit"))
-        linearizable = check_result.to_dict()
-    except ImportError as e:
-        linearizable = {"valid": "unknown", "error": f"checker not available: {e}"}
+    check_result = checker.check(ops, model="cas-register",
+                                 time_limit=opts.get("check_time_limit"),
+                                 memory_limit_mb=CHECK_MEMORY_LIMIT_MB)
+    linearizable = check_result.to_dict()
     check_s = time.monotonic() - t0
     st = stats_mod.compute(ops, final_start_ns)
     faults_requested = bool(opts.get("nemesis"))
@@ -302,7 +301,11 @@ def summary_lines(results: dict, check_result: Any = None) -> list[str]:
         if not text:
             text = "\n".join(f"key {f.get('key')}: line {f.get('line')}: {f.get('reason')}"
                              for f in lin.get("failures", []))
-        lines.extend("  " + x for x in text.splitlines()[:40])
+        shown = text.splitlines()
+        lines.extend("  " + x for x in shown[:SUMMARY_LINES])
+        if len(shown) > SUMMARY_LINES:
+            lines.append(f"  ... {len(shown) - SUMMARY_LINES} more lines: every failure is "
+                         f"in results.json and report.html")
     vac = results.get("checkers", {}).get("vacuity", {})
     if vac.get("reason"):
         lines.append(f"vacuous: {vac['reason']}")

@@ -3,7 +3,9 @@
 `check(ops, model)` decides whether a history (a list of `checker.history.Op`) is
 linearizable under a model (`checker.models`): it splits the history by key
 (`checker.partition`), searches each key (`checker.search`), and explains
-(`checker.explain`) and shrinks (`checker.shrink`) every invalid key. The result is
+(`checker.explain`) every invalid key, and shrinks (`checker.shrink`) the first
+SHRINK_MAX_KEYS of them. Every key is decided within the budgets (a failing key
+does not stop the others, as in Jepsen's independent checker). The result is
 a `CheckResult`: ``valid`` is True, False or "unknown" (a budget ran out, or the
 history is vacuous); ``to_dict()`` is the JSON of docs/internals.md ("Checker").
 """
@@ -20,7 +22,9 @@ from checker.models import Model, get_model
 from checker.partition import check_keys, key_label, operations
 from checker.shrink import shrink as _shrink, shrunk_dicts
 
-SHRINK_TIME_S = 10.0     # at most this long shrinking each invalid key
+SHRINK_TIME_S = 10.0     # at most this long shrinking one invalid key
+SHRINK_TOTAL_S = 20.0    # at most this long shrinking, all keys together
+SHRINK_MAX_KEYS = 5      # only the first (in key order) invalid keys are shrunk
 
 
 @dataclass
@@ -51,19 +55,25 @@ class CheckResult:
 
 def check(ops: list[Op], model: str | Model = "cas-register",
           time_limit: float | None = None, memory_limit_mb: float | None = None,
-          shrink: bool = True, progress: Callable[[str], None] | None = None
-          ) -> CheckResult:
-    """Check a history for linearizability (see the module docstring)."""
+          shrink: bool = True, progress: Callable[[str], None] | None = None,
+          failure_grace_s: float | None = None) -> CheckResult:
+    """Check a history for linearizability (see the module docstring).
+
+    `failure_grace_s`: once a key is found not linearizable, how long the other keys
+    may still take to be decided (default `checker.partition.FAILURE_GRACE_S`; 0 stops
+    at the first failing key, as Porcupine does)."""
     start = time.monotonic()
     m = get_model(model)
     deadline = None if time_limit is None else start + float(time_limit)
     mem = None if memory_limit_mb is None else int(float(memory_limit_mb) * 2 ** 20)
     parts, counts = operations(ops, m)
-    results = check_keys(parts, m, deadline, mem, progress)
+    results = check_keys(parts, m, deadline, mem, progress,
+                         failure_grace_s=failure_grace_s)
     keys: dict[str, dict] = {}
     failures: list[dict] = []
     descriptions: dict[int, str] = {}
     unknown: list[str] = []
+    invalid: list[Any] = []
     for k, r in results.items():
         keys[key_label(k)] = {"valid": r.valid, "ops": len(parts[k]),
                               "explored": r.explored, "elapsed_s": round(r.elapsed_s, 4)}
@@ -72,19 +82,27 @@ def check(ops: list[Op], model: str | Model = "cas-register",
             keys[key_label(k)]["unknown_reason"] = unknown[-1]
         if r.valid is not False:
             continue
-        fl = explain_failure(k, parts[k], m, r)
+        invalid.append(k)
+        failures.append(explain_failure(k, parts[k], m, r))
         for oid, _ in r.prefix:
             descriptions[parts[k][oid].index] = m.describe(parts[k][oid])
-        if shrink:
-            budget = SHRINK_TIME_S
-            if deadline is not None:
-                budget = min(budget, max(0.0, deadline - time.monotonic()))
-            if budget > 0:
-                if progress is not None:
-                    progress(f"shrinking{'' if k is None else ' key ' + key_label(k)} "
-                             f"({len(parts[k]):,} ops)")
-                fl["shrunk"] = shrunk_dicts(_shrink(parts[k], m, r.blocked, budget))
-        failures.append(fl)
+    if shrink:
+        # Shrink the first SHRINK_MAX_KEYS invalid keys, sharing SHRINK_TOTAL_S (and
+        # what is left of the time limit) among them; time a key leaves unused goes
+        # to the next ones. Each key gets at most SHRINK_TIME_S.
+        shrink_end = time.monotonic() + SHRINK_TOTAL_S
+        if deadline is not None:
+            shrink_end = min(shrink_end, deadline)
+        todo = list(zip(invalid, failures))[:SHRINK_MAX_KEYS]
+        for i, (k, fl) in enumerate(todo):
+            left = shrink_end - time.monotonic()
+            budget = min(SHRINK_TIME_S, left / (len(todo) - i))
+            if budget <= 0:
+                break
+            if progress is not None:
+                progress(f"shrinking{'' if k is None else ' key ' + key_label(k)} "
+                         f"({len(parts[k]):,} ops)")
+            fl["shrunk"] = shrunk_dicts(_shrink(parts[k], m, results[k].blocked, budget))
     required = counts["ok"] + counts["fail_observed"]
     reason = None
     if failures:

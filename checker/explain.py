@@ -4,7 +4,9 @@ An *explanation* of an invalid key names the first op that cannot be linearized
 (the op whose completion the search could not get past, at its deepest point), its
 history.txt line, the ops concurrent with it, the longest linearizable prefix with
 the model state after each op, and a one-line reason ("read 3, but the register
-holds 4, written by op 57"). `render()` turns a `CheckResult.to_dict()` into text.
+holds 4, written by op 57"). `render()` turns a `CheckResult.to_dict()` into text:
+the verdict, a summary of the failing keys ("3 of 18 keys not linearizable: 0, 4,
+7"), the keys a budget left undecided, then each failure.
 Explanations are only computed for invalid keys, so valid histories pay nothing.
 """
 
@@ -15,7 +17,9 @@ from typing import Any, Hashable
 from checker.models import FAIL, Illegal, Model, Operation, show, thaw
 from checker.search import SearchResult
 
-PREFIX_SHOWN = 8   # prefix entries shown in text (all are in the JSON)
+PREFIX_SHOWN = 8      # prefix entries shown in text (all are in the JSON)
+SUMMARY_KEYS = 50     # failing keys named in the summary line
+FAILURES_SHOWN = 10   # failures explained in text (all are in the JSON)
 
 
 def _jsonable(state: Hashable) -> Any:
@@ -93,18 +97,23 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
              f"valid: {word} ({verdict}; {what})"]
     if v == "unknown" and d.get("unknown_reason"):
         lines.append(f"  unknown because: {d['unknown_reason']}")
+    fails = d.get("failures", [])
+    if fails and not (len(fails) == 1 and fails[0]["key"] is None):
+        names = ", ".join(show(fl["key"]) for fl in fails[:SUMMARY_KEYS])
+        if len(fails) > SUMMARY_KEYS:
+            names += f" and {len(fails) - SUMMARY_KEYS} more"
+        lines.append(f"{len(fails)} of {_count(nkeys, 'key')} not linearizable: {names}")
     unknown_keys = [(k, kd) for k, kd in d.get("keys", {}).items()
                     if kd.get("valid") == "unknown"]
     if unknown_keys and v is False:
-        lines.append(f"  {len(unknown_keys)} other key{'s' if len(unknown_keys) > 1 else ''}"
-                     f" not decided (the check stops at the first key found not "
-                     f"linearizable, or a budget ran out)")
-    elif len(unknown_keys) > 1:
+        lines.append(f"{_count(len(unknown_keys), 'other key')} not decided "
+                     f"(a budget, or the grace after a failure, ran out):")
+    if unknown_keys and (v is False or len(unknown_keys) > 1):
         for k, kd in unknown_keys[:5]:
             lines.append(f"  key {k}: unknown: {kd.get('unknown_reason', '')}")
         if len(unknown_keys) > 5:
             lines.append(f"  ... {len(unknown_keys) - 5} more keys unknown")
-    for fl in d.get("failures", []):
+    for fl in fails[:FAILURES_SHOWN]:
         op = fl["op"]
         lines.append("the register: not linearizable" if fl["key"] is None
                      else f"key {show(fl['key'])}: not linearizable")
@@ -133,6 +142,9 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
                 err = f" {o['error']}" if o.get("error") else ""
                 lines.append(f"    line {o['index'] + 1}: {o['process']} {o['type']} "
                              f"{o['f']} {show(o.get('value'))}{err}")
+    if len(fails) > FAILURES_SHOWN:
+        lines.append(f"... and {len(fails) - FAILURES_SHOWN} more keys not linearizable "
+                     f"(every failure is in the JSON result)")
     return "\n".join(lines)
 
 

@@ -4,8 +4,10 @@
 linearizable if and only if each register's sub-history is. So each key is checked
 alone, and, when there are several keys and enough ops to pay for it, in parallel
 processes (concurrent.futures.ProcessPoolExecutor); otherwise the keys' searches are
-interleaved in this process. As Porcupine does, the check stops once one key is
-found not linearizable: the verdict is false, and keys not finished are "unknown".
+interleaved in this process. As Jepsen's independent checker does (and unlike
+Porcupine, which stops at the first failure), every key is decided, within the global
+time and memory budgets, so that every failing key is reported; a key whose search a
+budget ended is "unknown", with how far it got.
 
 `operations()` also pairs each invoke with its completion and keeps only what the
 search can use (SPEC section 2): ``ok`` ops; ``info`` ops (and invokes never
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable
@@ -36,7 +39,9 @@ def key_label(key: Any) -> str:
 
 
 def operations(ops: list[Op], model: Model) -> tuple[dict[Any, list[Operation]], dict]:
-    """Pair invokes with completions, per key; return (key -> ops, counts)."""
+    """Pair invokes with completions, per key; return (key -> ops, counts).
+
+    Keys come in the order of their first op in the history."""
     open_: dict[Any, Op] = {}
     pairs: list[tuple[Op, Op | None]] = []
     counts = {"client_ops": 0, "ok": 0, "info": 0, "fail": 0, "fail_observed": 0,
@@ -64,10 +69,12 @@ def operations(ops: list[Op], model: Model) -> tuple[dict[Any, list[Operation]],
         pairs.append((inv, op))
     done = {id(inv): comp for inv, comp in pairs if comp is not None}
     by_key: dict[Any, list[Operation]] = {}
+    first: dict[Any, int] = {}
     for inv, comp in pairs:
         if comp is not None:
             continue  # the completion line of a pair seen at its invoke
         comp = done.get(id(inv))
+        first.setdefault(inv.key if inv.has_key else None, inv.index)
         counts["client_ops"] += 1
         ctype = comp.type if comp is not None else T_INFO
         if ctype == T_OK:
@@ -92,16 +99,8 @@ def operations(ops: list[Op], model: Model) -> tuple[dict[Any, list[Operation]],
         lst.append(o)
     counts["ok"] = sum(1 for lst in by_key.values() for o in lst if o.status == OK)
     counts["info"] = sum(1 for lst in by_key.values() for o in lst if o.status == INFO)
-    keys = sorted(by_key, key=key_label)
-    return {k: by_key[k] for k in keys}, counts
-
-
-_STOP = None   # in a worker process: the event set once some key is invalid
-
-
-def _init_worker(stop_event: Any) -> None:
-    global _STOP
-    _STOP = stop_event
+    # keys in the order they first appear in the history
+    return dict(sorted(by_key.items(), key=lambda kv: first[kv[0]])), counts
 
 
 def _rows(ops: list[Operation]) -> list[tuple]:
@@ -110,25 +109,41 @@ def _rows(ops: list[Operation]) -> list[tuple]:
             for o in ops]
 
 
+# Once one key is found not linearizable the verdict is settled; the other keys get this
+# much more time (at most) to be decided too, so that a hard key cannot turn a failure
+# found in milliseconds into a check that runs for the whole budget.
+FAILURE_GRACE_S = 5.0
+
+_STOP = None   # in a worker process: the event set when the grace after a failure ends
+
+
+def _init_worker(stop_event: Any) -> None:
+    global _STOP
+    _STOP = stop_event
+
+
 def _search_job(rows: list[tuple], model_name: str, deadline: float | None,
                 memory_limit_bytes: int | None, label: str) -> SearchResult:
-    stop = _STOP.is_set if _STOP is not None else None
     ops = [Operation(*row, None, None) for row in rows]  # type: ignore[arg-type]
+    stop = _STOP.is_set if _STOP is not None else None
     return search(ops, get_model(model_name), deadline, memory_limit_bytes, None, label,
                   stop=stop)
 
 
-def _stopped(k: Any, bad: Any, explored: int, elapsed: float) -> SearchResult:
+def _grace_over(k: Any, bad: Any, explored: int, elapsed: float,
+                grace_s: float) -> SearchResult:
     return SearchResult("unknown", explored, elapsed, unknown_reason=(
-        f"key {key_label(k)} not finished: the check stopped once key "
-        f"{key_label(bad)} was found not linearizable"))
+        f"key {key_label(k)} not decided within {grace_s:g} s after key "
+        f"{key_label(bad)} was found not linearizable ({explored:,} configurations "
+        f"explored)"))
 
 
 def check_keys(parts: dict[Any, list[Operation]], model: Model, deadline: float | None,
                memory_limit_bytes: int | None,
                progress: Callable[[str], None] | None = None,
-               workers: int | None = None) -> dict[Any, SearchResult]:
-    """Search every key, until one is found not linearizable (as Porcupine does).
+               workers: int | None = None,
+               failure_grace_s: float | None = None) -> dict[Any, SearchResult]:
+    """Search every key (a failing key does not stop the others), within the budgets.
 
     Keys are searched in parallel processes when there are several and enough ops
     to pay for the start-up, else interleaved in this process a few thousand steps
@@ -140,13 +155,16 @@ def check_keys(parts: dict[Any, list[Operation]], model: Model, deadline: float 
     if workers > 1 and len(parts) > 1 and total >= PARALLEL_MIN_OPS \
             and type(model) is type(get_model(model.name)):
         return _check_parallel(parts, model, deadline, memory_limit_bytes, progress,
-                               workers)
-    return _check_interleaved(parts, model, deadline, memory_limit_bytes, progress)
+                               workers, failure_grace_s)
+    return _check_interleaved(parts, model, deadline, memory_limit_bytes, progress,
+                              failure_grace_s)
 
 
 def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
                        deadline: float | None, memory_limit_bytes: int | None,
-                       progress: Callable[[str], None] | None) -> dict[Any, SearchResult]:
+                       progress: Callable[[str], None] | None,
+                       failure_grace_s: float | None = None) -> dict[Any, SearchResult]:
+    grace_s = FAILURE_GRACE_S if failure_grace_s is None else failure_grace_s
     start = time.monotonic()
     multi = len(parts) > 1
     running: dict[Any, tuple[Any, Progress]] = {}
@@ -154,26 +172,30 @@ def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
         where = Progress()
         running[k] = (search_steps(ops, model, where), where)
     results: dict[Any, SearchResult] = {}
-    bad = None
     last = start
     rss0 = rss_bytes() if memory_limit_bytes is not None else 0
-    while running and bad is None:
+    bad, grace_end = None, None
+    while running:
         for k in list(running):
             gen, where = running[k]
             if deadline is not None and time.monotonic() >= deadline:
                 break
             try:
                 next(gen)
-                continue
             except StopIteration as done:
                 results[k] = done.value
                 del running[k]
-                if done.value.valid is False:
-                    bad = k
-                    break
-        if not running or bad is not None:
+                if done.value.valid is False and bad is None:
+                    bad, grace_end = k, time.monotonic() + grace_s
+        if not running:
             break
         now = time.monotonic()
+        if grace_end is not None and now >= grace_end:
+            for k, (gen, where) in running.items():
+                gen.close()
+                results[k] = _grace_over(k, bad, where.explored, now - start, grace_s)
+            running.clear()
+            break
         why = None
         if deadline is not None and now >= deadline:
             why = "time limit"
@@ -194,43 +216,47 @@ def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
         if progress is not None and now - last >= 2.0:
             last = now
             done_n = len(results)
+            bad = sum(1 for r in results.values() if r.valid is False)
             states = sum(w.explored for _, w in running.values())
-            progress(f"checking: {done_n}/{len(parts)} keys done, {states:,} "
+            progress(f"checking: {done_n}/{len(parts)} keys done"
+                     f"{f' ({bad} not linearizable)' if bad else ''}, {states:,} "
                      f"configurations explored in the others")
-    for k, (gen, where) in running.items():
-        gen.close()
-        results[k] = _stopped(k, bad, where.explored, time.monotonic() - start)
     return {k: results[k] for k in parts}
 
 
 def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
                     deadline: float | None, memory_limit_bytes: int | None,
                     progress: Callable[[str], None] | None,
-                    workers: int) -> dict[Any, SearchResult]:
+                    workers: int, failure_grace_s: float | None = None
+                    ) -> dict[Any, SearchResult]:
+    grace_s = FAILURE_GRACE_S if failure_grace_s is None else failure_grace_s
     import multiprocessing
     per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
     started = time.monotonic()
     results: dict[Any, SearchResult] = {}
     ctx = multiprocessing.get_context()
     stop = ctx.Event()
+    bad, grace = None, None
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                              initializer=_init_worker, initargs=(stop,)) as pool:
         # biggest keys first, so that the slowest one starts early
         order = sorted(parts, key=lambda k: -len(parts[k]))
         futs = {pool.submit(_search_job, _rows(parts[k]), model.name, deadline, per_worker,
                             f" on key {key_label(k)}"): k for k in order}
-        bad = None
         for fut in as_completed(futs):
             k = futs[fut]
             res = fut.result()
-            if res.valid == "unknown" and bad is not None and res.unknown_reason \
-                    and "stopped" in res.unknown_reason:
-                res = _stopped(k, bad, res.explored, res.elapsed_s)
+            if res.valid == "unknown" and stop.is_set() and bad is not None:
+                res = _grace_over(k, bad, res.explored, res.elapsed_s, grace_s)
             results[k] = res
             if res.valid is False and bad is None:
                 bad = k
-                stop.set()
+                grace = threading.Timer(grace_s, stop.set)
+                grace.daemon = True
+                grace.start()
             if progress is not None:
                 progress(f"checked key {key_label(k)} ({len(results)}/{len(parts)}) "
                          f"in {time.monotonic() - started:.1f} s: {res.valid}")
+    if grace is not None:
+        grace.cancel()
     return {k: results[k] for k in parts}

@@ -384,7 +384,7 @@ def search(ops: list[Operation], model: Model, deadline: float | None = None,
                 where.explored >= cap or rss_bytes() - rss0 >= memory_limit_bytes):
             why = "memory limit"
         if why is None and stop is not None and stop():
-            why = "stopped (another key is not linearizable)"
+            why = "stopped"
         if why:
             gen.close()
             return SearchResult("unknown", where.explored, time.monotonic() - start,

@@ -139,3 +139,24 @@ def test_html_report(files, tmp_path):
         assert "not available" in err
     else:
         assert out.exists() and out.stat().st_size > 0
+
+
+def test_several_invalid_keys_are_all_reported(tmp_path):
+    path = tmp_path / "keys.jsonl"
+    with open(path, "w") as f:
+        i = 0
+        for k in range(6):
+            for ev in INVALID if k in (1, 4, 5) else VALID:
+                d = {"index": i, "time": i, "type": ev[0], "process": 10 * k + ev[1],
+                     "f": ev[2], "key": k, "value": ev[3]}
+                f.write(json.dumps(d) + "\n")
+                i += 1
+    code, out, _ = run(path)
+    assert code == 1
+    assert "3 of 6 keys not linearizable: 1, 4, 5" in out
+    assert out.count(": not linearizable") == 3 and "not decided" not in out
+    code, out, _ = run("--json", path)
+    assert code == 1
+    (obj,) = [json.loads(line) for line in out.splitlines()]
+    assert [fl["key"] for fl in obj["failures"]] == [1, 4, 5]
+    assert all(fl["shrunk"] for fl in obj["failures"])

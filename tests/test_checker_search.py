@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from checker import check
+from checker import check, partition
 from checker.history import Op
 from checker.models import INFO, Illegal, get_model
 from checker.partition import _check_parallel, operations
@@ -133,9 +133,109 @@ def test_parallel_processes_give_the_same_verdicts():
     parts, _ = operations(hist(*ev), m)
     res = _check_parallel(parts, m, None, None, None, workers=2)
     assert res[2].valid is False
-    # the others are valid, or were stopped once key 2 was found invalid
-    for k in (0, 1):
-        assert res[k].valid is True or "stopped" in res[k].unknown_reason
+    # a failing key does not stop the others: every key is decided
+    assert res[0].valid is True and res[1].valid is True
+
+
+INVALID_KEYS = [0, 2, 3, 5, 8, 10, 11]
+
+
+def _many_keys(n=12, invalid=INVALID_KEYS):
+    """n keys, in history order 0..n-1; a stale read in each key of `invalid`."""
+    ev = []
+    for k in range(n):
+        ev += [("invoke", k, "write", 1, k), ("ok", k, "write", 1, k),
+               ("invoke", k, "write", 2, k), ("ok", k, "write", 2, k),
+               ("invoke", k, "read", None, k),
+               ("ok", k, "read", 1 if k in invalid else 2, k)]
+    return hist(*ev)
+
+
+def test_every_invalid_key_is_reported():
+    r = check(_many_keys())
+    assert r.valid is False
+    d = r.to_dict()
+    assert all(kd["valid"] is (int(k) not in INVALID_KEYS) for k, kd in d["keys"].items())
+    # in the order the keys appear in the history (not "0", "10", "11", "2", ...)
+    assert [f["key"] for f in d["failures"]] == INVALID_KEYS
+    for f in d["failures"]:
+        assert {"op", "line", "invoke_line", "concurrent", "prefix", "state", "reason",
+                "description", "shrunk"} <= set(f)
+        assert f["op"]["f"] == "read" and f["op"]["value"] == 1 and f["op"]["key"] == f["key"]
+        assert f["reason"].startswith("read 1") and f["state"] == 2
+    # the first 5 failing keys are shrunk, the others are not
+    assert all(f["shrunk"] for f in d["failures"][:5])
+    assert all(f["shrunk"] == [] for f in d["failures"][5:])
+    text = r.explain()
+    assert "7 of 12 keys not linearizable: 0, 2, 3, 5, 8, 10, 11" in text.splitlines()[1]
+    assert "not decided" not in text and "unknown" not in text
+    assert all(f"key {k}: not linearizable" in text for k in INVALID_KEYS)
+
+
+def test_every_invalid_key_is_reported_by_parallel_processes(monkeypatch):
+    import checker.partition as partition
+    m = get_model("cas-register")
+    parts, _ = operations(_many_keys(), m)
+    res = _check_parallel(parts, m, None, None, None, workers=2)
+    assert [k for k, r in res.items() if r.valid is False] == INVALID_KEYS
+    assert all(r.valid is True for k, r in res.items() if k not in INVALID_KEYS)
+    # and through check(), when the history is big enough for processes
+    monkeypatch.setattr(partition, "PARALLEL_MIN_OPS", 0)
+    r = check(_many_keys(), shrink=False)
+    assert r.valid is False and [f["key"] for f in r.failures] == INVALID_KEYS
+
+
+def _failure_then_hard_key():
+    """Key "a": a stale read (found at once); key "b": a search too big to finish."""
+    ev = [("invoke", 100, "write", 1, "a"), ("ok", 100, "write", 1, "a"),
+          ("invoke", 100, "write", 2, "a"), ("ok", 100, "write", 2, "a"),
+          ("invoke", 100, "read", None, "a"), ("ok", 100, "read", 1, "a")]
+    n = 18
+    ev += [("invoke", p, "write", p, "b") for p in range(n)]
+    ev += [("ok", p, "write", p, "b") for p in range(n)]
+    ev += [("invoke", 99, "read", None, "b"), ("ok", 99, "read", 1000, "b")]
+    ev += [("invoke", 101, "write", 5, "c"), ("ok", 101, "write", 5, "c")]
+    return hist(*ev)
+
+
+def test_budget_running_out_after_a_failure_gives_false_and_unknown_keys():
+    r = check(_failure_then_hard_key(), time_limit=1.0)
+    assert r.valid is False
+    assert [f["key"] for f in r.failures] == ["a"]
+    d = r.to_dict()
+    assert d["keys"]['"c"']["valid"] is True
+    b = d["keys"]['"b"']
+    assert b["valid"] == "unknown"
+    assert "time limit" in b["unknown_reason"] and "configurations" in b["unknown_reason"]
+    assert "unknown_reason" not in d   # the verdict is false, not unknown
+    text = r.explain()
+    assert text.splitlines()[0].startswith("valid: false")
+    assert '1 of 3 keys not linearizable: "a"' in text
+    assert "1 other key not decided (a budget, or the grace after a failure, ran out):" in text
+    assert 'key "b": unknown: time limit reached on key "b"' in text
+    # the same with parallel processes and the memory budget
+    m = get_model("cas-register")
+    parts, _ = operations(_failure_then_hard_key(), m)
+    res = _check_parallel(parts, m, None, 2 * 2 ** 20, None, workers=2)
+    assert res["a"].valid is False and res["c"].valid is True
+    assert res["b"].valid == "unknown" and "memory limit" in res["b"].unknown_reason
+
+
+def test_after_a_failure_other_keys_get_only_a_grace_period(monkeypatch):
+    """No budget at all: a hard key still ends soon after another key failed."""
+    monkeypatch.setattr(partition, "FAILURE_GRACE_S", 0.5)
+    r = check(_failure_then_hard_key(), shrink=False)
+    assert r.valid is False and [f["key"] for f in r.failures] == ["a"]
+    b = r.to_dict()["keys"]['"b"']
+    assert b["valid"] == "unknown"
+    assert 'after key "a" was found not linearizable' in b["unknown_reason"]
+    # the same with parallel processes
+    m = get_model("cas-register")
+    parts, _ = operations(_failure_then_hard_key(), m)
+    res = _check_parallel(parts, m, None, None, None, workers=2)
+    assert res["a"].valid is False and res["c"].valid is True
+    assert res["b"].valid == "unknown"
+    assert 'after key "a" was found not linearizable' in res["b"].unknown_reason
 
 
 # ---------------------------------------------------------------- brute force oracle
