@@ -48,13 +48,7 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | Non
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == wanted:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as e:
-                if e.name != module_name:
-                    raise
-                p.set_defaults(_unavailable=f"'{name}' is not available in this build")
-                continue
+            module = importlib.import_module(module_name)
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
             chosen = module
@@ -67,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser, _ = build_parser(argv)
     args = parser.parse_args(argv)
-    if getattr(args, "_unavailable", None):
-        print(f"raftcheck: error: {args._unavailable}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT

@@ -166,13 +166,7 @@ def make_cluster(backend: str, node_count: int, run_dir: Path | str,
         raise BadInput(f"node count must be a positive integer, got {node_count!r}",
                        field="nodes")
     module_name, class_name = BACKENDS[backend]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        raise BadInput(f"backend {backend!r} is not available in this build",
-                       field="backend") from e
+    module = importlib.import_module(module_name)  # lazily: docker loads its SDK
     cls = getattr(module, class_name)
     return cls(node_count, run_dir, bug=bug, node_options=node_options, **backend_options)
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, TextIO
 
 import checker
 from checker.errors import BadInput
+from checker.formats import write_txt
 from checker.history import FAIL, INFO, OK, HistoryWriter, Op
 from campaign import stats as stats_mod
 from campaign import store
@@ -226,15 +227,6 @@ class Progress:
 # -- check and results --------------------------------------------------------
 
 def write_history_txt(ops: list[Op], path: Path) -> None:
-    try:
-        from checker.formats import write_txt
-    except ImportError:  # the checker's exporter not built yet: same line format
-        with open(path, "w", encoding="utf-8") as f:
-            for op in ops:
-                key = json.dumps(op.key) if op.has_key else "-"
-                f.write(f"{op.index} {op.process} {op.type} {op.f} {key} "
-                        f"{json.dumps(op.value)} {op.error or ''}".rstrip() + "\n")
-        return
     write_txt(ops, path)
 
 
@@ -261,11 +253,8 @@ def check_history(ops: list[Op], test: dict, final_start_ns: int | None = None,
 
 
 def render(run_dir: Path, ops: list[Op], results: dict, test: dict | None) -> list[str]:
-    """report.html via campaign.report, if it is there; problems become warnings."""
-    try:
-        from campaign.report import render_report
-    except ImportError as e:
-        return [f"report.html not written: campaign.report not available ({e})"]
+    """report.html via campaign.report; problems become warnings."""
+    from campaign.report import render_report  # here: it loads matplotlib
     try:
         return list(render_report(ops, results, test, run_dir / store.REPORT_HTML) or [])
     except Exception as e:  # a drawing problem never changes a verdict

@@ -38,6 +38,7 @@ import time as _time
 from dataclasses import dataclass
 from typing import Any
 
+from checker import check
 from checker.history import Op
 from node.messages import (CommitEntry, LogEntry, RequestVote, RequestVoteReply,
                            message_from_dict)
@@ -679,20 +680,13 @@ class Simulation:
                            f"the faults stopped")
         lin: Any = "skipped"
         if self.check_lin:
-            try:
-                from checker import check  # type: ignore[attr-defined]
-            except ImportError:
-                check = None
-                self.notes.append("checker.check is not importable yet: "
-                                  "linearizability not checked")
-            if check is not None:
-                res = check(self.ops, model="cas-register", time_limit=60)
-                lin = res.valid
-                if res.valid is False:
-                    self.violation("history is not linearizable: " + res.explain()[:2000])
-                elif res.valid != True:  # noqa: E712
-                    self.notes.append(f"linearizability unknown: "
-                                      f"{getattr(res, 'to_dict', lambda: {})().get('unknown_reason')}")
+            res = check(self.ops, model="cas-register", time_limit=60)
+            lin = res.valid
+            if res.valid is False:
+                self.violation("history is not linearizable: " + res.explain()[:2000])
+            elif res.valid != True:  # noqa: E712
+                self.notes.append(f"linearizability unknown: "
+                                  f"{res.to_dict().get('unknown_reason')}")
         return {"seed": self.seed, "nodes": self.p.nodes, "steps": self.p.steps,
                 "params": self.p.__dict__, "ops": counts, "stats": self.stats,
                 "max_term": max(n.core.term for n in self.nodes.values()),
