@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from checker import porcupine_oracle  # noqa: E402
-from checker.formats import read_history  # noqa: E402
+from history.formats import read_history  # noqa: E402
 
 
 def progress(msg: str) -> None:
@@ -141,7 +141,7 @@ def hwm_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-from checker.formats import read_history
+from history.formats import read_history
 from checker import check
 t0 = time.perf_counter()
 ops = read_history(sys.argv[2], format="jsonl")

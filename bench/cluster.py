@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from campaign.cluster import find_leader  # noqa: E402
-from campaign.local_backend import LocalCluster  # noqa: E402
+from cluster.base import find_leader  # noqa: E402
+from cluster.local import LocalCluster  # noqa: E402
 from nemesis import partition  # noqa: E402
 
 

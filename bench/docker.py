@@ -32,7 +32,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from campaign.cluster import make_cluster  # noqa: E402
+from cluster.base import make_cluster  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from tests.test_node_integration import NodeCluster  # noqa: E402
+from cluster.bare import NodeCluster  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

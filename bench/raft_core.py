@@ -8,9 +8,10 @@ import time
 # Run from anywhere: the repository root first (bench/node.py would shadow the node package).
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:] = [_ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-from node.raft import RaftCore, RaftConfig, HardState, LEADER
-from node.storage import Storage
-from node.messages import message_from_dict
+from node.core.raft import LEADER, RaftCore
+from node.core.state import HardState, RaftConfig
+from node.shell.storage import Storage
+from node.core.messages import message_from_dict
 import json
 
 def run(batch, total, fsync=True):

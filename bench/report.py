@@ -1,6 +1,6 @@
 """Benchmark: size and time of report.html for 1,000 / 10,000 / 100,000-op runs.
 
-Synthetic histories (tests/report_fixtures.py: 5 clients on 8 keys, a partition every
+Synthetic histories (report/sample.py: 5 clients on 8 keys, a partition every
 second, one stale read so the page carries a failure view) are checked with the real
 checker (`--no-checker`: a built failure, for speed), then `render_report` writes the
 page. Prints, per size: render time, page size, the part that is plots, how many ops
@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from campaign.report import render_report  # noqa: E402
-from tests.report_fixtures import results_for, synthetic_history  # noqa: E402
+from report.page import render_report  # noqa: E402
+from report.sample import results_for, synthetic_history  # noqa: E402
 
 TARGET_MB, TARGET_S = 5.0, 5.0
 

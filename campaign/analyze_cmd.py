@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from checker.errors import BadInput
+from history.errors import BadInput
 from campaign import store
 from campaign.runner import (check_history, exit_code, render, summary_lines,
                              verdict_line, write_history_txt)
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checker.formats import read_history
+    from history.formats import read_history
 
     run_dir = store.resolve_run(args.run_dir, args.store)
     test_path = run_dir / store.TEST_JSON

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from checker.errors import BadInput
+from history.errors import BadInput
 from campaign.runner import (EXIT_INTERNAL, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID,
                              RunOutcome, TestOptions, run_test, worst_exit)
 from campaign.test_cmd import _FIELDS, add_option_flags, build_options, given_flags

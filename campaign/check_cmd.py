@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from checker.errors import BadInput
-from checker.formats import FORMATS
+from history.errors import BadInput
+from history.formats import FORMATS
 from checker.models import MODELS
 
 EXIT = {True: 0, False: 1, "unknown": 2}
@@ -71,7 +71,7 @@ def _html_path(out: str, file: str, n_files: int) -> Path:
 
 def _check_one(args: argparse.Namespace, file: str) -> int:
     from checker import check
-    from checker.formats import read_history
+    from history.formats import read_history
 
     ops = read_history(file, args.format)
     progress = (lambda msg: print(f"{file}: {msg}", file=sys.stderr, flush=True))
@@ -87,7 +87,7 @@ def _check_one(args: argparse.Namespace, file: str) -> int:
             print(result.explain(), flush=True)
     if args.html:
         out = _html_path(args.html, file, len(args.files))
-        from campaign.report import render_report  # here: it loads matplotlib
+        from report.page import render_report  # here: it loads matplotlib
         for w in render_report(ops, result, None, out) or []:
             print(f"{file}: report: {w}", file=sys.stderr)
         print(f"{file}: report written to {out}", file=sys.stderr)

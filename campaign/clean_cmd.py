@@ -1,6 +1,6 @@
 """`raftcheck clean`: remove what crashed docker runs left behind.
 
-A docker run (campaign.docker_backend) labels every container, volume and network it
+A docker run (cluster.containers) labels every container, volume and network it
 makes with `raftcheck.run=<run id>` and `raftcheck.owner=<host>:<pid>:<start time>`.
 A run is *leftover* when its owner process is gone (a SIGKILLed runner, a crashed
 machine). By default only leftovers are removed, so that a test running beside is
@@ -19,8 +19,8 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-from campaign.docker_backend import (LABEL_OWNER, LABEL_RUN, LABEL_RUN_DIR, _not_found,
-                                     _short, docker_client, owner_alive)
+from cluster.containers import (LABEL_OWNER, LABEL_RUN, LABEL_RUN_DIR, _not_found,
+                                _short, docker_client, owner_alive)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from checker.errors import BadInput
+from history.errors import BadInput
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 254, 255
 
@@ -28,7 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("campaign.analyze_cmd", "re-check a stored run (default: the latest)"),
     "campaign": ("campaign.campaign_cmd", "run a matrix of tests from a YAML file"),
     "node": ("node.cli", "run one Raft register node"),
-    "serve": ("campaign.serve", "browse the store in a web browser"),
+    "serve": ("report.serve", "browse the store in a web browser"),
     "clean": ("campaign.clean_cmd", "remove containers and networks left by crashed runs"),
 }
 

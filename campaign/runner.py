@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import checker
-from checker.errors import BadInput
-from checker.formats import write_txt
-from checker.history import FAIL, INFO, OK, HistoryWriter, Op
+from history.errors import BadInput
+from history.formats import write_txt
+from history.ops import FAIL, INFO, OK, Op
+from history.writer import HistoryWriter
 from campaign import stats as stats_mod
 from campaign import store
 from workloads.register import RegisterWorkload, WorkloadOptions
@@ -253,8 +254,8 @@ def check_history(ops: list[Op], test: dict, final_start_ns: int | None = None,
 
 
 def render(run_dir: Path, ops: list[Op], results: dict, test: dict | None) -> list[str]:
-    """report.html via campaign.report; problems become warnings."""
-    from campaign.report import render_report  # here: it loads matplotlib
+    """report.html via report.page; problems become warnings."""
+    from report.page import render_report  # here: it loads matplotlib
     try:
         return list(render_report(ops, results, test, run_dir / store.REPORT_HTML) or [])
     except Exception as e:  # a drawing problem never changes a verdict
@@ -325,7 +326,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
              err: TextIO = sys.stderr) -> RunOutcome:
     """Run one test end to end; see the module docstring. Ctrl-C propagates (after
     tear-down, with the history kept)."""
-    from campaign.cluster import make_cluster
+    from cluster.base import make_cluster
 
     options.validate()
     t_start = time.monotonic()

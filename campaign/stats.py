@@ -18,41 +18,18 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
-from checker.history import FAIL, INFO, INVOKE, NEMESIS, OK, Op
+from history.faults import fault_windows
+from history.ops import FAIL, INFO, INVOKE, NEMESIS, OK, Op
 
 BEFORE, DURING, BETWEEN, FINAL = "before-faults", "during-faults", "between-faults", "final"
 PHASES = (BEFORE, DURING, BETWEEN, FINAL)
-
-# nemesis f -> (fault kind, True for a start / False for a stop)
-FAULT_OPS: dict[str, tuple[str, bool]] = {
-    "start-partition": ("partition", True), "stop-partition": ("partition", False),
-    "start-latency": ("latency", True), "stop-latency": ("latency", False),
-    "kill": ("kill", True), "start": ("kill", False),
-    "pause": ("pause", True), "resume": ("pause", False),
-}
 
 DEFAULT_MIN_OK = 10
 
 
 def fault_intervals(ops: Iterable[Op]) -> list[tuple[int, int, str]]:
-    """[(start_ns, end_ns, kind)] of every fault; one never stopped ends at the last op."""
-    seen: Counter[str] = Counter()      # nemesis ops alternate invoke / completion per f
-    open_at: dict[str, int] = {}
-    out: list[tuple[int, int, str]] = []
-    last = 0
-    for op in ops:
-        last = max(last, op.time)
-        if op.process != NEMESIS or op.f not in FAULT_OPS:
-            continue
-        kind, starts = FAULT_OPS[op.f]
-        is_invoke = seen[op.f] % 2 == 0
-        seen[op.f] += 1
-        if starts and is_invoke and kind not in open_at:
-            open_at[kind] = op.time
-        elif not starts and not is_invoke and kind in open_at:
-            out.append((open_at.pop(kind), op.time, kind))
-    out.extend((t, last, kind) for kind, t in open_at.items())
-    return sorted(out)
+    """[(start_ns, end_ns, kind)] of every fault window (history.faults), by start."""
+    return [(w.start, w.end, w.kind) for w in fault_windows(ops)]
 
 
 def _phase(t: int, intervals: list[tuple[int, int, str]], final_start: int | None) -> str:

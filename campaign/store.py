@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from checker.errors import BadInput
+from history.errors import BadInput
 
 TEST_JSON, HISTORY_JSONL, HISTORY_TXT = "test.json", "history.jsonl", "history.txt"
 RESULTS_JSON, REPORT_HTML = "results.json", "report.html"

@@ -16,7 +16,7 @@ import sys
 from dataclasses import fields, replace
 from typing import Any
 
-from checker.errors import BadInput
+from history.errors import BadInput
 from campaign.runner import (BACKENDS, BUGS, FAULTS, TestOptions, run_test, worst_exit)
 
 # flag dest -> TestOptions field (same name), in the order of --help

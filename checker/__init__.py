@@ -1,6 +1,6 @@
 """The linearizability checker.
 
-`check(ops, model)` decides whether a history (a list of `checker.history.Op`) is
+`check(ops, model)` decides whether a history (a list of `history.ops.Op`) is
 linearizable under a model (`checker.models`): it splits the history by key
 (`checker.partition`), searches each key (`checker.search`), and explains
 (`checker.explain`) every invalid key, and shrinks (`checker.shrink`) the first
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from checker.explain import explain_failure, render
-from checker.history import Op
+from history.ops import Op
 from checker.models import Model, get_model
 from checker.partition import check_keys, key_label, operations
 from checker.shrink import shrink as _shrink, shrunk_dicts

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from checker.history import FAIL, INFO, INVOKE, OK, Op
+from history.ops import FAIL, INFO, INVOKE, OK, Op
 
 PRECONDITION_FAILED = "precondition-failed"
 UNAVAILABLE = "temporarily-unavailable"

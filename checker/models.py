@@ -24,8 +24,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Hashable
 
-from checker.errors import BadInput
-from checker.history import Op
+from history.errors import BadInput
+from history.ops import Op
 
 OK, INFO, FAIL = "ok", "info", "fail"
 

@@ -24,8 +24,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable
 
-from checker.errors import BadInput
-from checker.history import INFO as T_INFO, INVOKE, NEMESIS, OK as T_OK, Op
+from history.errors import BadInput
+from history.ops import INFO as T_INFO, INVOKE, NEMESIS, OK as T_OK, Op
 from checker.models import FAIL, INFO, OK, Model, Operation, get_model
 from checker.search import (Progress, SearchResult, budget_reason, memory_per_config,
                             rss_bytes, search, search_steps)

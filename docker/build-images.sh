@@ -53,7 +53,7 @@ build() {  # build IMAGE HASH DOCKERFILE CONTEXT [--build-arg ...]
 # --- raftcheck/node -----------------------------------------------------------------
 sources=(pyproject.toml README.md docker/Dockerfile.node docker/node-requirements.txt)
 while IFS= read -r f; do sources+=("$f"); done < <(
-    find node checker workloads nemesis campaign -name '*.py' -not -path '*/__pycache__/*' | LC_ALL=C sort)
+    find node -name '*.py' -not -path '*/__pycache__/*' | LC_ALL=C sort)
 node_hash=$( { echo "$base_id"; for f in "${sources[@]}"; do echo "== $f"; cat "$f"; done; } \
     | sha256sum | cut -c1-16)
 
@@ -81,7 +81,7 @@ else
     [[ -f README.md ]] && cp README.md "$ctx/node/" || echo "# raftcheck" >"$ctx/node/README.md"
     cp docker/node-requirements.txt "$ctx/node/docker/"
     cp "$wheels"/*.whl "$ctx/node/docker/wheels/"
-    for pkg in node checker workloads nemesis campaign; do
+    for pkg in node; do
         mkdir -p "$ctx/node/$pkg"
         (cd "$pkg" && find . -name '*.py' -not -path '*/__pycache__/*' -exec cp --parents {} "$ctx/node/$pkg/" \;)
     done

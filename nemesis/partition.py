@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 
-from nemesis.toxiproxy import Toxiproxy
+from cluster.toxiproxy import Toxiproxy
 
 SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way")
 

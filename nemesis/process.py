@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from campaign.cluster import Cluster, find_leader
+from cluster.base import Cluster, find_leader
 from nemesis.partition import majority
 
 TARGETS = ("one", "minority", "majority", "all", "leader")

@@ -23,11 +23,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from campaign.cluster import Cluster, ClusterError, proxy_pairs
-from checker.errors import BadInput
-from checker.history import INFO, NEMESIS, HistoryWriter
+from cluster.base import Cluster, ClusterError
+from cluster.topology import proxy_pairs
+from history.errors import BadInput
+from history.ops import INFO, NEMESIS
+from history.writer import HistoryWriter
 from nemesis import partition, process
-from nemesis.toxiproxy import ToxiproxyError
+from cluster.toxiproxy import ToxiproxyError
 
 log = logging.getLogger("raftcheck.nemesis")
 

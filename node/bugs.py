@@ -2,7 +2,7 @@
 
 A *planted bug* makes the node wrong on purpose, the way a real system once was,
 so that a user can watch the suite find a violation in a minute. The correct node
-never enables any of them. Each bug is a small switch read by `node.server`; the
+never enables any of them. Each bug is a small switch read by `node.shell.server`; the
 consensus core itself stays correct.
 
 `local-reads`
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checker.errors import BadInput
+from node.errors import BadConfig
 
 LOCAL_READS = "local-reads"
 ACK_BEFORE_COMMIT = "ack-before-commit"
@@ -57,11 +57,11 @@ class Bugs:
 
 
 def parse_bugs(spec: str | None, field: str = "--bug") -> Bugs:
-    """'' or None -> no bug; 'a,b' -> both; an unknown name -> BadInput."""
+    """'' or None -> no bug; 'a,b' -> both; an unknown name -> BadConfig."""
     names = [n.strip() for n in (spec or "").split(",") if n.strip()]
     for n in names:
         if n not in BUGS:
-            raise BadInput(f"unknown bug {n!r} (known: {', '.join(sorted(BUGS))})",
+            raise BadConfig(f"unknown bug {n!r} (known: {', '.join(sorted(BUGS))})",
                            field=field)
     return Bugs(local_reads=LOCAL_READS in names,
                 ack_before_commit=ACK_BEFORE_COMMIT in names)

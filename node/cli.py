@@ -1,4 +1,4 @@
-"""`raftcheck node`: run one Raft register node from a cluster file.
+"""`raftcheck node` (also `python -m node`): run one Raft register node.
 
     raftcheck node --config cluster.yaml --id n1 [--data-dir DIR] [--listen-host HOST]
                    [--bug NAME] [--log-level LEVEL]
@@ -14,11 +14,30 @@ import argparse
 import logging
 import sys
 
-from checker.errors import BadInput
+from node.errors import BadConfig
 from node.bugs import BUGS, parse_bugs
-from node.config import load_cluster, node_config
+from node.shell.config import load_cluster, node_config
 
 LEVELS = ("debug", "info", "warning", "error")
+EXIT_BAD_CONFIG = 254
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line and exit code 254, as for every raftcheck command."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m node ...`: the same as `raftcheck node ...`."""
+    parser = _Parser(prog="raftcheck node", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,13 +87,22 @@ def setup_logging(node_id: str, level: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the node; a `BadConfig` is one line on stderr and exit code 254."""
+    try:
+        return _run(args)
+    except BadConfig as e:
+        print(f"raftcheck node: error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.log_level not in LEVELS:
-        raise BadInput(f"expected one of {', '.join(LEVELS)}, got {args.log_level!r}",
+        raise BadConfig(f"expected one of {', '.join(LEVELS)}, got {args.log_level!r}",
                        field="--log-level")
     bugs = parse_bugs(args.bug)
     cluster = load_cluster(args.config)
     cfg = node_config(cluster, args.node_id, data_dir=args.data_dir,
                       listen_host=args.listen_host, bug=",".join(bugs.names) or None)
     setup_logging(cfg.node_id, args.log_level)
-    from node.server import run_node  # the server pulls in aiohttp: import it late
+    from node.shell.server import run_node  # the server pulls in aiohttp: import it late
     return run_node(cfg, bugs)

@@ -134,7 +134,7 @@ def test_html_report(files, tmp_path):
     code, _, err = run(files["invalid"], "--html", out)
     assert code == 1
     try:
-        import campaign.report  # noqa: F401
+        import report.page  # noqa: F401
     except ImportError:
         assert "not available" in err
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from checker import check
-from checker.history import Op
+from history.ops import Op
 
 
 def hist(*events):

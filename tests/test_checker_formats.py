@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from checker.errors import BadInput
-from checker.formats import detect_format, read_history, write_txt
-from checker.history import HistoryWriter
+from history.errors import BadInput
+from history.formats import detect_format, read_history, write_txt
+from history.writer import HistoryWriter
 
 
 def write_lines(path, dicts):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from checker.errors import BadInput
-from checker.history import Op
+from history.errors import BadInput
+from history.ops import Op
 from checker.models import (FAIL, INFO, OK, Illegal, MODELS, Operation, freeze,
                             get_model, thaw)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from checker import check, partition
-from checker.history import Op
+from history.ops import Op
 from checker.models import INFO, Illegal, get_model
 from checker.partition import _check_parallel, operations
 from checker.search import search

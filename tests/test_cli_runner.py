@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.history import HistoryWriter
+from history.writer import HistoryWriter
 from campaign import store
 
 RAFTCHECK = [sys.executable, "-m", "campaign"]

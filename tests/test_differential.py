@@ -26,7 +26,7 @@ import pytest
 
 from checker.generate import (PRECONDITION_FAILED, GenConfig, generate, generate_large, mutate,
                               write_jsonl)
-from checker.history import FAIL, INFO, INVOKE, OK, Op
+from history.ops import FAIL, INFO, INVOKE, OK, Op
 from tests.support import require
 
 INF = float("inf")
@@ -187,7 +187,7 @@ def test_generated_histories_are_linearizable():
 
 
 def test_generated_histories_are_valid_history_files(tmp_path):
-    from checker.formats import read_history
+    from history.formats import read_history
     for seed in range(50):
         ops = _small(seed)
         write_jsonl(ops, tmp_path / "h.jsonl")

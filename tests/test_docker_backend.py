@@ -37,7 +37,7 @@ def _docker_problem() -> str | None:
     except Exception as e:
         return f"no Docker engine answers ({type(e).__name__}); run scripts/docker-engine.sh"
     try:
-        from campaign.docker_backend import NODE_IMAGE, TOXIPROXY_IMAGE
+        from cluster.containers import NODE_IMAGE, TOXIPROXY_IMAGE
         for image in (os.environ.get("RAFTCHECK_NODE_IMAGE", NODE_IMAGE),
                       os.environ.get("RAFTCHECK_TOXIPROXY_IMAGE", TOXIPROXY_IMAGE)):
             try:
@@ -88,8 +88,8 @@ def latest_run(store: Path) -> Path:
 # --- the backend, driven directly ------------------------------------------------
 
 def test_cluster_faults_and_teardown(engine, tmp_path):
-    from campaign.cluster import find_leader
-    from campaign.docker_backend import DockerCluster
+    from cluster.base import find_leader
+    from cluster.containers import DockerCluster
 
     cluster = DockerCluster(3, tmp_path)
     http = requests.Session()
@@ -231,7 +231,7 @@ def test_interrupt_removes_the_run(engine, tmp_path, sig):
 
 CRASHER = """
 import os, signal, sys
-from campaign.docker_backend import DockerCluster
+from cluster.containers import DockerCluster
 c = DockerCluster(3, sys.argv[1])
 c.start()
 print(c.run_id, flush=True)
@@ -314,7 +314,7 @@ print(json.dumps(out))
 def test_compose_files_bring_up_a_cluster(engine):
     """docker/compose.yaml's services, run as compose would (no compose plugin here):
     same images, commands, config files and names; no host ports published."""
-    from campaign.docker_backend import LABEL_OWNER, LABEL_RUN, _tar_file, owner_label
+    from cluster.containers import LABEL_OWNER, LABEL_RUN, _tar_file, owner_label
 
     compose = yaml.safe_load((DOCKER_DIR / "compose.yaml").read_text())
     run_id = "compose-" + os.urandom(3).hex()

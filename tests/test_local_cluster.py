@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from campaign.cluster import Cluster, ClusterError, fetch_status, find_leader, make_cluster
-from campaign.local_backend import LocalCluster, find_toxiproxy, port_is_free
-from checker.errors import BadInput
+from cluster.base import Cluster, ClusterError, fetch_status, find_leader, make_cluster
+from cluster.local import LocalCluster, find_toxiproxy, port_is_free
+from history.errors import BadInput
 from nemesis import partition
 from tests.support import require
 
@@ -178,7 +178,7 @@ def test_teardown_leaves_no_process_and_no_port(tmp_path):
 
 RUNNER = textwrap.dedent('''
     import json, sys, threading, time
-    from campaign.local_backend import LocalCluster
+    from cluster.local import LocalCluster
     c = LocalCluster(3, sys.argv[1])
     c.start()
     # a node restarted from a thread that then ends (as the nemesis thread does)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from campaign.local_backend import LocalCluster, find_toxiproxy
-from checker.errors import BadInput
-from checker.history import HistoryWriter
+from cluster.local import LocalCluster, find_toxiproxy
+from history.errors import BadInput
+from history.writer import HistoryWriter
 from nemesis import partition, process
 from nemesis.partition import SHAPES, cuts, grudge_for, majority
 from nemesis.schedule import FAULTS, Nemesis

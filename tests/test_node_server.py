@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.test_node_integration import ROOT, NodeCluster
+from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ class _Toxiproxy:
     """A real toxiproxy server on a free port, driven through its REST API."""
 
     def __init__(self, binary: str, base) -> None:
-        from tests.test_node_integration import free_port
+        from cluster.bare import free_port
         self.port = free_port()
         self.log = open(base / "toxiproxy.log", "wb")
         self.proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(self.port)],

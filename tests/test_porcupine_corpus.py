@@ -84,7 +84,7 @@ def test_imported_etcd_histories_keep_porcupine_verdicts(corpus, tmp_path):
     """Our porcupine importer, written out as history.jsonl and checked by Porcupine
     under SPEC semantics, keeps every verdict: the import loses no meaning."""
     from checker import porcupine_oracle
-    from checker.formats import read_history
+    from history.formats import read_history
     from checker.generate import write_jsonl
     etcd, _ = _expectations(corpus)
     files = {}
@@ -97,19 +97,19 @@ def test_imported_etcd_histories_keep_porcupine_verdicts(corpus, tmp_path):
 
 
 def test_etcd_verdicts_equal_porcupines(corpus):
-    from checker.formats import read_history
+    from history.formats import read_history
     etcd, _ = _expectations(corpus)
     got = {p: _ours(read_history(p, format="porcupine"), "cas-register") for p in etcd}
     assert _differences(got, etcd) == []
 
 
 def test_empty_etcd_history_reads_as_empty(corpus):
-    from checker.formats import read_history
+    from history.formats import read_history
     assert read_history(corpus / "test_data" / "jepsen" / "etcd_095.log", format="porcupine") == []
 
 
 def test_kv_verdicts_equal_porcupines(corpus):
-    from checker.formats import read_history
+    from history.formats import read_history
     _, kv = _expectations(corpus)
     got = {p: _ours(read_history(p), "kv") for p in kv}
     assert _differences(got, kv) == []

@@ -1,4 +1,4 @@
-"""Unit scenarios for the Raft core (node/raft.py), one rule each, on a tiny in-test
+"""Unit scenarios for the Raft core (node/core/raft.py), one rule each, on a tiny in-test
 network of real cores (messages go through to_dict/message_from_dict)."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from node.messages import (AppendEntries, AppendEntriesReply, LogEntry, RequestVote,
-                           RequestVoteReply, message_from_dict)
-from node.raft import FOLLOWER, LEADER, HardState, RaftConfig, RaftCore
+from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry, RequestVote,
+                                RequestVoteReply, message_from_dict)
+from node.core.raft import FOLLOWER, LEADER, RaftCore
+from node.core.state import HardState, RaftConfig
 
 CFG = RaftConfig(election_ticks_min=10, election_ticks_max=20, heartbeat_ticks=2,
                  max_batch_entries=64)

@@ -1,12 +1,12 @@
-"""The register state machine (node/register.py): SPEC section 4 results and the
+"""The register state machine (node/core/register.py): SPEC section 4 results and the
 replicated exactly-once table."""
 
 from __future__ import annotations
 
 import pytest
 
-from node.messages import CommitEntry
-from node.register import RegisterMachine
+from node.core.messages import CommitEntry
+from node.core.register import RegisterMachine
 
 
 class Feed:

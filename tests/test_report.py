@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from campaign import timeline
-from campaign.intervals import pair
-from campaign.report import render_report
-from checker.history import Op
-from tests.report_fixtures import results_for, synthetic_history
+from report import timeline
+from history.intervals import pair
+from report.page import render_report
+from history.ops import Op
+from report.sample import results_for, synthetic_history
 from tests.support import require
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

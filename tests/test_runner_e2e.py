@@ -24,8 +24,8 @@ SHORT = ["--nodes", "3", "--rate", "60", "--nemesis-interval", "2", "--op-timeou
 
 
 def toxiproxy_available() -> bool:
-    from checker.errors import BadInput
-    from campaign.local_backend import find_toxiproxy
+    from history.errors import BadInput
+    from cluster.local import find_toxiproxy
     try:
         find_toxiproxy()
         return True

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from campaign import store as store_mod
-from campaign.report import render_report
-from tests.report_fixtures import results_for, synthetic_history
+from report.page import render_report
+from report.sample import results_for, synthetic_history
 
 SECRET = "top-secret-marker-7f3a"
 RUNS = (("reg-ok", False, "20261126T030000.000"), ("reg-bad", True, "20261126T031500.123"))

@@ -1,4 +1,4 @@
-"""The seeded deterministic simulation (node/sim.py): many seeds, 3 and 5 nodes.
+"""The seeded deterministic simulation (sim/simulation.py): many seeds, 3 and 5 nodes.
 
 Each seed runs real cores over a faulty simulated network with crashes, torn writes
 and clients, then checks linearizability and Raft's safety properties. A failing seed
@@ -12,7 +12,9 @@ import os
 
 import pytest
 
-from node.sim import SimParams, Simulation, rerun_command, run_seed
+from sim.cli import rerun_command, run_seed
+from sim.model import SimParams
+from sim.simulation import Simulation
 
 STEPS = 800
 SEEDS = int(os.environ.get("RAFTCHECK_SIM_SEEDS", "0"))
@@ -63,7 +65,7 @@ def test_faults_actually_happen():
 def test_a_broken_core_is_caught(monkeypatch):
     # Mutation check: a core that grants votes to stale logs (breaking section 5.4.1)
     # must be caught by some invariant on some seed.
-    import node.raft as raft
+    import node.core.raft as raft
 
     def vote_for_anyone(self, m):
         m.last_log_term = 10 ** 9
@@ -84,14 +86,14 @@ def test_cli_reruns_one_seed_and_says_what_it_checked(tmp_path):
     import sys
 
     hist = tmp_path / "h.jsonl"
-    out = subprocess.run([sys.executable, "-m", "node.sim", "--seed", "3", "--steps", "200",
+    out = subprocess.run([sys.executable, "-m", "sim", "--seed", "3", "--steps", "200",
                           "--history", str(hist)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "leader completeness" in out.stdout and "linearizability" in out.stdout
-    assert "python -m node.sim --seed 3 --nodes 3 --steps 200" in out.stdout
+    assert "python -m sim --seed 3 --nodes 3 --steps 200" in out.stdout
     ops = [json.loads(line) for line in hist.read_text().splitlines()]
     assert ops and ops[0]["type"] == "invoke" and [o["index"] for o in ops] == list(range(len(ops)))
-    bad = subprocess.run([sys.executable, "-m", "node.sim", "--seed", "x"],
+    bad = subprocess.run([sys.executable, "-m", "sim", "--seed", "x"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 254 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

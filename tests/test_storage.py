@@ -1,4 +1,4 @@
-"""The write-ahead log (node/storage.py) on real files with real fsync."""
+"""The write-ahead log (node/shell/storage.py) on real files with real fsync."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from node.messages import LogEntry
-from node.raft import HardState
-from node.storage import WAL_NAME, Storage, StorageCorrupted, decode_wal, encode_batch
+from node.core.messages import LogEntry
+from node.core.state import HardState
+from node.shell.storage import WAL_NAME, Storage, StorageCorrupted, decode_wal, encode_batch
 
 
 def numbered(start, entries):
@@ -132,9 +132,9 @@ def test_compaction_on_load_keeps_the_state(tmp_path):
 
 CHILD = r"""
 import sys
-from node.messages import LogEntry
-from node.raft import HardState
-from node.storage import Storage
+from node.core.messages import LogEntry
+from node.core.state import HardState
+from node.shell.storage import Storage
 s = Storage(sys.argv[1])
 hs, log = s.load()
 for i in range(len(log) + 1, len(log) + 5001):

@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from campaign.local_backend import find_toxiproxy, free_port
-from checker.errors import BadInput
-from nemesis.toxiproxy import Toxiproxy, ToxiproxyError
+from cluster.local import find_toxiproxy, free_port
+from history.errors import BadInput
+from cluster.toxiproxy import Toxiproxy, ToxiproxyError
 from tests.support import require
 
 

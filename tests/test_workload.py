@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from checker.history import HistoryWriter
+from history.writer import HistoryWriter
 from workloads.generator import RegisterGenerator
 from workloads.register import RegisterWorkload, WorkloadOptions
 

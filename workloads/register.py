@@ -33,7 +33,8 @@ from typing import Any
 
 import aiohttp
 
-from checker.history import FAIL, INFO, INVOKE, OK, HistoryWriter
+from history.ops import FAIL, INFO, INVOKE, OK
+from history.writer import HistoryWriter
 from workloads.generator import CAS, READ, WRITE, RegisterGenerator, RegisterOp
 
 log = logging.getLogger("raftcheck.workload")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from checker.history import Op
+from history.ops import Op
 
 SOURCE_DIR = Path(__file__).resolve().parent
 PORCUPINE = "github.com/anishathalye/porcupine"

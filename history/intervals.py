@@ -2,10 +2,7 @@
 
 A history (SPEC section 2) is a list of events; a person reads it as *intervals*:
 an operation from its invoke to its completion (ok, fail or info; an invoke that never
-completed is an open info), and *fault windows*: the time between a nemesis start
-(start-partition, start-latency, kill, pause) and its matching stop (stop-partition,
-stop-latency, start, resume), per SPEC section 7. A fault still open at the end of the
-history lasts to the end.
+completed is an open info), and *fault windows* (history.faults).
 
 The report, the plots and the timeline all draw from these. Pairing is tolerant: an
 event that does not fit (a completion with no invoke) becomes a warning, never an error,
@@ -15,21 +12,12 @@ because a drawing problem must never hide or change a verdict.
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-NEMESIS = "nemesis"
-OUTCOMES = ("ok", "fail", "info")
+from history.faults import NEMESIS, FaultPairing, FaultWindow, short as _short
 
-# start f -> (stop f, window kind)
-FAULT_PAIRS: dict[str, tuple[str, str]] = {
-    "start-partition": ("stop-partition", "partition"),
-    "start-latency": ("stop-latency", "latency"),
-    "kill": ("start", "kill"),
-    "pause": ("resume", "pause"),
-}
-_STOPS = {stop: (start, kind) for start, (stop, kind) in FAULT_PAIRS.items()}
+OUTCOMES = ("ok", "fail", "info")
 
 
 @dataclass
@@ -66,17 +54,6 @@ class Interval:
 
 
 @dataclass
-class FaultWindow:
-    """A nemesis fault from its start invoke to its stop completion."""
-
-    kind: str                       # partition | latency | kill | pause | other f
-    start: int
-    end: int                        # ns; the end of the history when never stopped
-    detail: str = ""
-    closed: bool = True
-
-
-@dataclass
 class Intervals:
     ops: list[Interval] = field(default_factory=list)
     faults: list[FaultWindow] = field(default_factory=list)
@@ -94,16 +71,8 @@ class Intervals:
         return out
 
 
-def _short(v: Any, limit: int = 60) -> str:
-    try:
-        s = json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        s = repr(v)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
 def as_dict(op: Any) -> dict:
-    """An `Op` (checker.history) or a plain dict, as a dict of history fields."""
+    """An `Op` (history.ops) or a plain dict, as a dict of history fields."""
     if isinstance(op, dict):
         return op
     to_dict = getattr(op, "to_dict", None)
@@ -118,7 +87,7 @@ def _fields(raw: Any, pos: int) -> tuple:
         return (int(raw.get("index", pos)), int(raw.get("time", 0)), raw.get("type"),
                 raw.get("process"), str(raw.get("f")), "key" in raw, raw.get("key"),
                 raw.get("value"), raw.get("node"), raw.get("error"))
-    if hasattr(raw, "has_key") and hasattr(raw, "time"):   # checker.history.Op
+    if hasattr(raw, "has_key") and hasattr(raw, "time"):   # history.ops.Op
         return (int(raw.index), int(raw.time), raw.type, raw.process, str(raw.f),
                 raw.has_key, raw.key if raw.has_key else None, raw.value, raw.node, raw.error)
     raise TypeError(f"not a history op: {type(raw).__name__}")
@@ -128,8 +97,7 @@ def pair(ops: Iterable[Any]) -> Intervals:
     """Pair invokes with completions per process, and nemesis starts with stops."""
     out = Intervals()
     open_ops: dict[Any, tuple] = {}
-    open_faults: dict[str, list[tuple[int, str]]] = {}
-    pending: set[str] = set()     # nemesis f whose invoke awaits its completion
+    faults = FaultPairing()
     last_time = 0
     for pos, raw in enumerate(ops):
         try:
@@ -143,13 +111,7 @@ def pair(ops: Iterable[Any]) -> Intervals:
         if proc == NEMESIS:
             op = as_dict(raw)
             out.nemesis_events.append(op)
-            if typ == "invoke" or (typ == "info" and f not in pending):
-                pending.add(f)
-                invoke = True
-            else:
-                pending.discard(f)
-                invoke = False
-            _nemesis(op, f, invoke, t, open_faults, out)
+            faults.add(typ, f, t, op.get("value"))
             continue
         if typ == "invoke":
             if proc in open_ops:
@@ -170,11 +132,8 @@ def pair(ops: Iterable[Any]) -> Intervals:
     for inv in open_ops.values():
         _close(out, inv, None)
     out.end_time = last_time
-    for kind, stack in open_faults.items():
-        for start, detail in stack:
-            out.faults.append(FaultWindow(kind, start, last_time, detail, closed=False))
+    out.faults = faults.finish(last_time)
     out.ops.sort(key=lambda iv: (iv.start, iv.index))
-    out.faults.sort(key=lambda w: w.start)
     return out
 
 
@@ -189,31 +148,6 @@ def _close(out: Intervals, inv: tuple, comp: tuple | None) -> None:
         node=(comp[8] if comp is not None and comp[8] else None) or inv[8],
         completion_index=None if comp is None else comp[0],
     ))
-
-
-def _nemesis(op: dict, f: str, invoke: bool, t: int,
-             open_faults: dict[str, list[tuple[int, str]]], out: Intervals) -> None:
-    """Fault windows run from a start's invoke to the matching stop's completion.
-
-    Nemesis ops are info/info (SPEC 7): the first event of an f is its invoke, the
-    next one its completion.
-    """
-    if f in FAULT_PAIRS:
-        if invoke:
-            kind = FAULT_PAIRS[f][1]
-            open_faults.setdefault(kind, []).append((t, _short(op.get("value"))))
-        else:  # the completion says what was applied: keep it as the detail
-            kind = FAULT_PAIRS[f][1]
-            stack = open_faults.get(kind)
-            if stack:
-                start, _ = stack[-1]
-                stack[-1] = (start, _short(op.get("value"), 120))
-    elif f in _STOPS and not invoke:
-        kind = _STOPS[f][1]
-        stack = open_faults.get(kind)
-        if stack:
-            start, detail = stack.pop(0)
-            out.faults.append(FaultWindow(kind, start, t, detail))
 
 
 def availability(iv: Intervals) -> dict:

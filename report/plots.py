@@ -6,7 +6,7 @@
 
 Both use matplotlib's Agg backend (no display) and come out as PNG bytes, whose size
 does not grow with the history (a vector image of 100,000 points would). Every fault
-window (campaign.intervals.FaultWindow) is shaded with its kind's colour.
+window (history.intervals.FaultWindow) is shaded with its kind's colour.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import io
 
-from campaign.intervals import Intervals
+from history.intervals import Intervals
 
 OUTCOME_COLORS = {"ok": "#2f8f46", "fail": "#d1495b", "info": "#edae49"}
 FAULT_COLORS = {"partition": "#7b9acc", "latency": "#b8a1d9", "kill": "#e07a5f",

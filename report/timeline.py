@@ -18,7 +18,7 @@ import bisect
 import json
 from typing import Any, Iterable
 
-from campaign.intervals import Interval, Intervals, _short
+from history.intervals import Interval, Intervals, _short
 
 MAX_DRAWN = 20_000
 OVERVIEW_BUCKETS = 400

@@ -1,4 +1,4 @@
-"""Synthetic runs for the report tests and bench/report.py.
+"""Synthetic runs: a report drawn without a cluster (the report tests, bench/report.py).
 
 `synthetic_history(n_ops, ...)` simulates clients on a real register: every op gets a
 linearization point inside its interval and its result comes from applying ops in
@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from checker.history import Op
+from history.ops import Op
 
 MS = 1_000_000
 

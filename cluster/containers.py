@@ -32,12 +32,12 @@ from typing import Any
 
 import yaml
 
-from campaign.cluster import (ClusterError, SignalTeardown, cluster_config, node_ids,
-                              peers_from_proxies, proxy_specs, wait_for_status,
+from cluster.base import ClusterError, SignalTeardown, wait_for_status
+from cluster.topology import (cluster_config, node_ids, peers_from_proxies, proxy_specs,
                               write_cluster_file)
-from campaign.local_backend import free_port
-from checker.errors import BadInput
-from nemesis.toxiproxy import Toxiproxy, ToxiproxyError
+from cluster.local import free_port
+from history.errors import BadInput
+from cluster.toxiproxy import Toxiproxy, ToxiproxyError
 
 log = logging.getLogger("raftcheck.docker")
 
@@ -105,7 +105,7 @@ def _proc_start(pid: int) -> str | None:
 class DockerCluster(SignalTeardown):
     """N node containers plus one toxiproxy container on a private network.
 
-    Implements `campaign.cluster.Cluster` (see the module doc). `node_image` and
+    Implements `cluster.base.Cluster` (see the module doc). `node_image` and
     `toxiproxy_image` default to $RAFTCHECK_NODE_IMAGE / $RAFTCHECK_TOXIPROXY_IMAGE,
     else raftcheck/node:latest and raftcheck/toxiproxy:latest.
     """

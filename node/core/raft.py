@@ -1,11 +1,5 @@
 """The Raft consensus core: a deterministic state machine with no I/O.
 
-Interface changes: none to the brief's interface. Additions: `has_ready()` (the
-caller loops on it), `Ready.must_sync()`, read-only helpers `voted_for`,
-`applied_index`, `entry(i)`, `entries()`; `AppendEntriesReply.reject_index` (the
-refused prevLogIndex, so stale refusals are recognised); every AppendEntries carries
-the leader's latest `read_ctx`.
-
 A *core* is one Raft server's protocol state (paper Figure 2) driven from outside,
 in the style of etcd-io/raft: no sockets, no clocks, no threads, no disk. The caller
 feeds it inputs and drains outputs:
@@ -15,7 +9,7 @@ feeds it inputs and drains outputs:
   (leader only; a linearizable read, dissertation 6.4);
 - outputs: `ready() -> Ready`, then `advance(ready)`.
 
-Contract for the caller (the server and node.sim do exactly this):
+Contract for the caller (the server and sim.simulation do exactly this):
 
 1. After any input, while `has_ready()`: `rd = core.ready()`; then
    a. persist `rd.hard_state` (if not None), the truncation `rd.truncate_from`
@@ -41,82 +35,25 @@ Contract for the caller (the server and node.sim do exactly this):
 Rules implemented, with the paper's section (Ongaro & Ousterhout 2014, "In Search of
 an Understandable Consensus Algorithm", and Ongaro's dissertation for PreVote,
 CheckQuorum and ReadIndex) next to the code that implements each.
+
+Size: over 600 lines, because `RaftCore` is one state machine (Figure 2): elections,
+replication, commitment and ReadIndex share its state, and read best in one place,
+as in etcd-io/raft's raft.go. Its data types live in node.core.state.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
-from node.messages import (AppendEntries, AppendEntriesReply, CommitEntry, LogEntry,
-                           Message, RequestVote, RequestVoteReply)
+from node.core.messages import (AppendEntries, AppendEntriesReply, CommitEntry, LogEntry,
+                                Message, RequestVote, RequestVoteReply)
+from node.core.state import HardState, Progress, RaftConfig, Ready
 
 FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
 
 _log = logging.getLogger("raftcheck.node.raft")
-
-
-@dataclass
-class RaftConfig:
-    """Timing in ticks. A follower that hears no leader for a random number of ticks in
-    [election_ticks_min, election_ticks_max] starts an election (section 5.2)."""
-
-    election_ticks_min: int = 10
-    election_ticks_max: int = 20
-    heartbeat_ticks: int = 1
-    max_batch_entries: int = 256
-    pre_vote: bool = True
-    check_quorum: bool = True
-
-    def __post_init__(self) -> None:
-        if not (1 <= self.heartbeat_ticks < self.election_ticks_min <= self.election_ticks_max):
-            raise ValueError("RaftConfig: need 1 <= heartbeat_ticks < election_ticks_min "
-                             "<= election_ticks_max")
-        if self.max_batch_entries < 1:
-            raise ValueError("RaftConfig: max_batch_entries must be >= 1")
-
-
-@dataclass
-class HardState:
-    """The persistent state of Figure 2 besides the log: currentTerm and votedFor."""
-
-    term: int = 0
-    voted_for: str | None = None
-
-
-@dataclass
-class Ready:
-    """What the caller must persist, send, apply and answer (see the module contract)."""
-
-    hard_state: HardState | None = None
-    truncate_from: int | None = None
-    entries: list[tuple[int, LogEntry]] = field(default_factory=list)
-    messages: list[tuple[str, Message]] = field(default_factory=list)
-    committed: list[CommitEntry] = field(default_factory=list)
-    reads: list[tuple[Any, int]] = field(default_factory=list)
-    dropped_reads: list[Any] = field(default_factory=list)
-
-    def must_sync(self) -> bool:
-        return self.hard_state is not None or self.truncate_from is not None or bool(self.entries)
-
-
-class _Progress:
-    """A leader's view of one follower: nextIndex and matchIndex (Figure 2, leader
-    state). `probing`: the follower's log position is unknown, so at most one
-    AppendEntries is in flight; otherwise entries are pipelined (next advances
-    optimistically as they are sent)."""
-
-    __slots__ = ("next", "match", "probing", "probe_sent", "read_ack", "dirty")
-
-    def __init__(self, next_index: int) -> None:
-        self.next = next_index
-        self.match = 0
-        self.probing = True
-        self.probe_sent = False
-        self.read_ack = 0
-        self.dirty = True
 
 
 class _NodeLog(logging.LoggerAdapter):
@@ -152,7 +89,7 @@ class RaftCore:
         self._heartbeat_elapsed = 0
         self._timeout = self._random_timeout()
         self._votes: dict[str, bool] = {}
-        self._progress: dict[str, _Progress] = {}
+        self._progress: dict[str, Progress] = {}
         self._active: set[str] = set()
         self._msgs: list[tuple[str, Message]] = []
         # ReadIndex (dissertation 6.4): requests waiting for a quorum round.
@@ -300,7 +237,7 @@ class RaftCore:
         self._election_elapsed = 0
         self._active = set()
         last = self._last_index()
-        self._progress = {p: _Progress(last + 1) for p in self.peers}
+        self._progress = {p: Progress(last + 1) for p in self.peers}
         self._read_ctx += 1  # replies echoing older contexts are from older terms
         self.log_.info("became leader at term %d (log length %d)", self._term, last)
         self._log.append(LogEntry(self._term, None))
@@ -571,7 +508,7 @@ class RaftCore:
         self._reads_pending = keep
 
     # ------------------------------------------------------------------ outputs
-    def _send_append(self, p: str, pr: _Progress, force: bool) -> None:
+    def _send_append(self, p: str, pr: Progress, force: bool) -> None:
         """Send AppendEntries to one follower (Figure 2), at most max_batch_entries.
         Every message carries the latest read context: a reply to any message sent
         after a read was registered confirms leadership for that read."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.messages import CommitEntry
+from node.core.messages import CommitEntry
 
 MALFORMED = 12
 

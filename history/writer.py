@@ -1,62 +1,16 @@
-"""A history: the operations a test observed, in the order they happened.
+"""The history writer: a test's operations appended to history.jsonl as they happen.
 
-An `Op` is one line of history.jsonl (SPEC section 2): an invoke, or its ok / fail /
-info completion. Field names follow Jepsen. `HistoryWriter` appends ops to a
-history.jsonl while a test runs, one flushed line per op, so a crashed run keeps
-its history. Reading, validating, importing and exporting histories live in
-`checker.formats`.
+One flushed line per op, so a run that crashes keeps its history up to the crash.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, IO
 
-INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
-TYPES = (INVOKE, OK, FAIL, INFO)
-NEMESIS = "nemesis"
-
-_ABSENT = object()
-
-
-@dataclass
-class Op:
-    """One history event (SPEC section 2)."""
-
-    index: int
-    time: int
-    type: str
-    process: int | str
-    f: str
-    value: Any = None
-    key: Any = _ABSENT
-    node: str | None = None
-    error: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def has_key(self) -> bool:
-        return self.key is not _ABSENT
-
-    def to_dict(self) -> dict:
-        d: dict[str, Any] = {"index": self.index, "time": self.time, "type": self.type,
-                             "process": self.process, "f": self.f}
-        if self.has_key:
-            d["key"] = self.key
-        d["value"] = self.value
-        if self.node is not None:
-            d["node"] = self.node
-        if self.error is not None:
-            d["error"] = self.error
-        d.update(self.extra)
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+from history.ops import _ABSENT, Op
 
 
 class HistoryWriter:

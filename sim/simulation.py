@@ -4,7 +4,7 @@ A *simulation run* drives 3 or 5 real `RaftCore`s, each with a `RegisterMachine`
 over a simulated network and simulated disks, with simulated clients, from one seed.
 Everything random comes from the seed, so a run is reproduced exactly by
 
-    python -m node.sim --seed N [--nodes 3|5] [--steps S]
+    python -m sim --seed N [--nodes 3|5] [--steps S]
 
 What is simulated (all in simulated milliseconds, driven by one event queue):
 - network: per-message delay (so reordering), drops, duplicates, and partitions
@@ -12,7 +12,7 @@ What is simulated (all in simulated milliseconds, driven by one event queue):
 - crashes: a node is killed between events (everything it fsync'd survives) or in
   the middle of persisting a Ready: then only a random prefix of the unsynced bytes
   reaches the disk (a torn write) and nothing of that Ready was sent or applied;
-  a restart replays the WAL image with node.storage.decode_wal;
+  a restart replays the WAL image with node.shell.storage.decode_wal;
 - clients: closed-loop processes issuing read/write/cas with a client id and seq,
   retrying at the leader hint; reads go through the log or through ReadIndex.
   An op is `ok` only when its result came from an applied entry (or a ReadIndex
@@ -29,250 +29,18 @@ across restarts; and a liveness check after the faults stop.
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import logging
 import random
 import sys
 import time as _time
-from dataclasses import dataclass
 from typing import Any
 
 from checker import check
-from checker.history import Op
-from node.messages import (CommitEntry, LogEntry, RequestVote, RequestVoteReply,
-                           message_from_dict)
-from node.raft import LEADER, HardState, RaftConfig, RaftCore, Ready
-from node.register import RegisterMachine, error
-from node.storage import decode_wal, encode_batch
-
-TICK_MS = 10
-
-
-@dataclass
-class SimParams:
-    """Fault and load parameters, drawn from the seed unless given."""
-
-    nodes: int = 3
-    steps: int = 1500              # ticks of simulated time with faults (10 ms each)
-    clients: int = 4
-    keys: int = 2
-    drop: float = 0.02
-    dup: float = 0.01
-    delay_max: int = 10            # ms; min is 1
-    partitions: bool = True
-    crashes: bool = True
-    pauses: bool = True
-    pre_vote: bool = True
-    check_quorum: bool = True
-    crash_in_write: float = 0.002  # per Ready, while faults are on
-    nemesis_every: int = 1500      # ms between fault actions (mean)
-    read_index_share: float = 0.5
-    heal_ms: int = 4000            # fault-free time at the end
-
-    @classmethod
-    def from_seed(cls, seed: int, nodes: int, steps: int) -> "SimParams":
-        r = random.Random(f"params-{seed}")
-        return cls(nodes=nodes, steps=steps, clients=r.choice([3, 4, 5]),
-                   keys=r.choice([1, 2, 3]), drop=r.choice([0.0, 0.01, 0.05, 0.1]),
-                   dup=r.choice([0.0, 0.01, 0.05]), delay_max=r.choice([2, 5, 10, 30]),
-                   partitions=r.random() < 0.8, crashes=r.random() < 0.8,
-                   pauses=r.random() < 0.5, pre_vote=r.random() < 0.8,
-                   check_quorum=r.random() < 0.8,
-                   crash_in_write=r.choice([0.0, 0.001, 0.005]),
-                   nemesis_every=r.choice([300, 800, 1500]),
-                   read_index_share=r.choice([0.0, 0.5, 1.0]))
-
-
-class SimDisk:
-    """A WAL image in memory: written bytes are lost on a crash unless synced."""
-
-    def __init__(self) -> None:
-        self.durable = bytearray()
-        self.pending = b""
-
-    def write(self, rd: Ready) -> None:
-        self.pending += encode_batch(rd.hard_state, rd.truncate_from, rd.entries)
-
-    def sync(self) -> None:
-        self.durable += self.pending
-        self.pending = b""
-
-    def crash(self, rng: random.Random) -> int:
-        """A torn write: a random prefix of the unsynced bytes survives."""
-        keep = rng.randint(0, len(self.pending))
-        self.durable += self.pending[:keep]
-        self.pending = b""
-        return keep
-
-    def load(self, name: str) -> tuple[HardState, list[LogEntry], int]:
-        wal = decode_wal(bytes(self.durable), name)
-        if wal.torn_bytes:
-            del self.durable[wal.valid_length:]
-        return wal.hard_state, wal.entries, wal.torn_bytes
-
-
-@dataclass
-class Request:
-    client: "SimClient"
-    op_seq: int
-    attempt: int
-    command: dict
-
-
-class SimNode:
-    """One simulated server: a core, a disk, a register machine, pending requests."""
-
-    def __init__(self, sim: "Simulation", node_id: str) -> None:
-        self.sim = sim
-        self.id = node_id
-        self.disk = SimDisk()
-        self.up = False
-        self.incarnation = 0
-        self.max_term_sent = 0
-        self.last_term = 0
-        self.led_term: int | None = None
-        self.paused_until = 0
-        self.core: RaftCore
-        self.sm: RegisterMachine
-        self.start()
-
-    def start(self) -> None:
-        hs, log, torn = self.disk.load(f"{self.id}/raft.wal")
-        if torn:
-            self.sim.stats["torn_tails"] += 1
-        if hs.term < self.max_term_sent:
-            self.sim.violation(f"{self.id} restarted at term {hs.term} but had sent "
-                               f"messages at term {self.max_term_sent} (persist before send)")
-        if hs.voted_for is not None:  # a durable vote counts as cast (one per term)
-            self.sim.record_vote(self.id, hs.term, hs.voted_for)
-        self.incarnation += 1
-        rng = random.Random(f"{self.sim.seed}-{self.id}-{self.incarnation}")
-        self.core = RaftCore(self.id, self.sim.ids, hs, log, self.sim.raft_config, rng)
-        self.last_term = hs.term
-        self.led_term = None
-        self.paused_until = 0
-        self.sm = RegisterMachine()
-        self.pending: dict[int, list[tuple[int, Request]]] = {}
-        self.reads: dict[int, Request] = {}
-        self.read_waits: list[tuple[int, Request]] = []
-        self.up = True
-
-    def crash(self) -> None:
-        self.up = False
-        self.disk.pending = b""
-
-    # -- inputs
-    def handle_request(self, req: Request) -> None:
-        cmd = req.command
-        if cmd["op"] == "read" and cmd.get("via") == "read-index":
-            rid = self.sim.next_id()
-            if self.core.read_index(rid):
-                self.reads[rid] = req
-            else:
-                self.reply(req, self.not_leader())
-        else:
-            index = self.core.propose({k: v for k, v in cmd.items() if k != "via"})
-            if index is None:
-                self.reply(req, self.not_leader())
-            else:
-                self.pending.setdefault(index, []).append((self.core.term, req))
-        self.drain()
-
-    def not_leader(self) -> dict:
-        return error(30, "not-leader", True, leader=self.core.leader_id)
-
-    def reply(self, req: Request, result: dict) -> None:
-        self.sim.client_reply(self, req, result)
-
-    # -- the Ready loop (the same contract as the server)
-    def drain(self) -> None:
-        sim = self.sim
-        core = self.core
-        rounds = 0
-        while self.up and core.has_ready():
-            rounds += 1
-            if rounds > 10_000:
-                sim.violation(f"{self.id}: Ready loop does not end")
-                return
-            rd = core.ready()
-            # 1. persist (fsync) before sending
-            if rd.must_sync():
-                self.disk.write(rd)
-                if sim.faults_on and sim.rng.random() < sim.p.crash_in_write:
-                    kept = self.disk.crash(sim.rng)
-                    sim.stats["crash_in_write"] += 1
-                    sim.log(f"{self.id} crashed while persisting ({kept} bytes torn in)")
-                    self.crash()
-                    sim.schedule_restart(self)
-                    return
-                self.disk.sync()
-            # 2. send
-            for to, m in rd.messages:
-                if not getattr(m, "pre_vote", False):  # a PreVote names a future term
-                    self.max_term_sent = max(self.max_term_sent, m.term)
-                if isinstance(m, RequestVoteReply) and m.granted and not m.pre_vote:
-                    sim.record_vote(self.id, m.term, to)
-                elif isinstance(m, RequestVote) and not m.pre_vote:
-                    sim.record_vote(self.id, m.term, self.id)
-                sim.send(self.id, to, m)
-            # 3. apply
-            for ce in rd.committed:
-                self.apply(ce)
-            # 4. reads
-            for rid, index in rd.reads:
-                req = self.reads.pop(rid, None)
-                if req is not None:
-                    self.read_waits.append((index, req))
-            for rid in rd.dropped_reads:
-                req = self.reads.pop(rid, None)
-                if req is not None:
-                    self.reply(req, self.not_leader())
-            self.serve_reads()
-            core.advance(rd)
-            sim.observe(self)
-        if self.up:
-            sim.observe(self)
-
-    def apply(self, ce: CommitEntry) -> None:
-        sim = self.sim
-        sim.check_applied(self, ce)
-        try:
-            result = self.sm.apply(ce)
-        except ValueError as e:
-            sim.violation(f"{self.id}: {e}")
-            return
-        for term, req in self.pending.pop(ce.index, []):
-            if term == ce.term:
-                self.reply(req, result if result is not None else {"ok": True})
-            else:
-                self.reply(req, error(11, "temporarily-unavailable", True,
-                                      detail="entry overwritten by a new leader"))
-
-    def serve_reads(self) -> None:
-        if not self.read_waits:
-            return
-        keep = []
-        for index, req in self.read_waits:
-            if self.sm.last_applied >= index:
-                self.reply(req, self.sm.read(req.command["key"]))
-            else:
-                keep.append((index, req))
-        self.read_waits = keep
-
-
-class SimClient:
-    """A closed-loop client process (SPEC section 2): one open op at a time."""
-
-    def __init__(self, sim: "Simulation", n: int) -> None:
-        self.sim = sim
-        self.cid = f"c{n}"
-        self.process = n
-        self.seq = 0
-        self.op: dict | None = None
-        self.target = sim.ids[n % len(sim.ids)]
-        self.attempt = 0
-        self.last_read: dict[Any, Any] = {}
+from history.ops import Op
+from node.core.messages import CommitEntry, LogEntry, message_from_dict
+from node.core.raft import LEADER
+from node.core.state import RaftConfig
+from sim.model import TICK_MS, Request, SimClient, SimNode, SimParams
 
 
 class Simulation:
@@ -692,73 +460,3 @@ class Simulation:
                 "max_term": max(n.core.term for n in self.nodes.values()),
                 "linearizable": lin, "violations": self.violations, "notes": self.notes,
                 "elapsed_s": round(elapsed, 3)}
-
-
-def rerun_command(seed: int, nodes: int, steps: int) -> str:
-    return f"python -m node.sim --seed {seed} --nodes {nodes} --steps {steps}"
-
-
-def run_seed(seed: int, nodes: int = 3, steps: int = 1500, check_linearizability: bool = True,
-             verbose: bool = False) -> dict:
-    """Run one seed; the summary dict (violations empty when all checks pass)."""
-    sim = Simulation(seed, SimParams.from_seed(seed, nodes, steps),
-                     check_linearizability, verbose)
-    return sim.run()
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # bad usage: one line, exit 254 (SPEC 3)
-        print(f"{self.prog}: {message}", file=sys.stderr)
-        sys.exit(254)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one seed; exit 0 when every check passed, 1 on a violation."""
-    ap = _Parser(prog="python -m node.sim", description=__doc__.split("\n")[0])
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--nodes", type=int, choices=[3, 5], default=3)
-    ap.add_argument("--steps", type=int, default=1500,
-                    help="ticks (10 simulated ms each) with faults on (default 1500)")
-    ap.add_argument("--no-linearizability", action="store_true",
-                    help="check Raft invariants only")
-    ap.add_argument("--verbose", "-v", action="store_true",
-                    help="print faults and elections as they happen (stderr)")
-    ap.add_argument("--history", help="write the client history (jsonl) here")
-    args = ap.parse_args(argv)
-    if args.steps < 1:
-        ap.error("--steps must be >= 1")
-    if args.verbose:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(name)s %(message)s")
-    sim = Simulation(args.seed, SimParams.from_seed(args.seed, args.nodes, args.steps),
-                     not args.no_linearizability, args.verbose)
-    r = sim.run()
-    if args.history:
-        with open(args.history, "w", encoding="utf-8") as f:
-            for op in sim.ops:
-                f.write(op.to_json() + "\n")
-    p = r["params"]
-    print(f"seed {r['seed']}: {r['nodes']} nodes, {r['steps']} ticks + heal; "
-          f"drop {p['drop']}, dup {p['dup']}, delay 1-{p['delay_max']} ms, "
-          f"partitions {p['partitions']}, crashes {p['crashes']}, pauses {p['pauses']}, "
-          f"crash-in-write {p['crash_in_write']}, pre-vote {p['pre_vote']}, "
-          f"check-quorum {p['check_quorum']}")
-    print(f"  ops: {r['ops']}")
-    print(f"  network/faults: {r['stats']}; max term {r['max_term']}")
-    print("  checked: election safety (one leader per term), one vote per term, "
-          "terms never decrease (across restarts), log matching "
-          f"({r['stats']['log_checks']} checks), leader completeness "
-          f"({r['stats']['elections']} elections), state machine safety "
-          f"({r['stats']['applied']} applies), liveness after heal, "
-          f"linearizability: {r['linearizable']}")
-    for n in r["notes"]:
-        print(f"  note: {n}")
-    for v in r["violations"]:
-        print(f"  VIOLATION {v}")
-    print(f"  {'FAIL' if r['violations'] else 'ok'} in {r['elapsed_s']} s; rerun: "
-          f"{rerun_command(r['seed'], r['nodes'], r['steps'])}")
-    return 1 if r["violations"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

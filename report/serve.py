@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from checker.errors import BadInput
+from history.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -3,14 +3,14 @@
 `render_report(ops, results, test, out_path)` writes report.html: the verdict and its
 explanation, the options and seed (test.json; None offline), stats, availability during
 faults, for every failure the Porcupine-like failing window and the shrunk
-counterexample (campaign.linview), the interactive timeline (campaign.timeline) and the
-latency and rate plots (campaign.plots). CSS, script and images are inline: the page
+counterexample (report.failure_view), the interactive timeline (report.timeline) and the
+latency and rate plots (report.plots). CSS, script and images are inline: the page
 needs no network and opens from a CI artifact.
 
 A report never changes a verdict and never raises for a drawing problem: a section that
 cannot be drawn is replaced by a note, and the problem is returned as a warning (the
 runner puts warnings in results.json). The page is bounded in size: see
-campaign.timeline (MAX_DRAWN) and campaign.linview (TAIL).
+report.timeline (MAX_DRAWN) and report.failure_view (TAIL).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from campaign import linview, plots, timeline
-from campaign.intervals import Intervals, _short, availability, pair
+from report import failure_view, plots, timeline
+from history.intervals import Intervals, _short, availability, pair
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,9 @@ def _marks(failures: list[tuple[str, dict]], by_index: dict) -> dict:
     if fiv is None:
         return {}
     conc = [by_index[i] for i in f.get("concurrent") or [] if isinstance(i, int) and i in by_index]
-    tail = [by_index[p.get("index")] for p in (f.get("prefix") or [])[-linview.TAIL:]
+    tail = [by_index[p.get("index")] for p in (f.get("prefix") or [])[-failure_view.TAIL:]
             if isinstance(p, dict) and p.get("index") in by_index]
-    t0, t1 = linview.failure_window(tail + [fiv]) or (fiv.start, fiv.start + 1)
+    t0, t1 = failure_view.failure_window(tail + [fiv]) or (fiv.start, fiv.start + 1)
     return {"failing": [fiv.index], "concurrent": sorted({o.index for o in conc}),
             "window": [round(t0 / 1e6, 3), round(t1 / 1e6, 3)]}
 
@@ -260,7 +260,7 @@ def _failures(failures: list[tuple[str, dict]], iv: Intervals, by_index: dict) -
         return '<p id="no-failures">No failures: every key is linearizable (or was not decided).</p>'
     parts = []
     for n, (name, f) in enumerate(failures[:MAX_FAILURES], 1):
-        parts.append(linview.render_failure(f, iv, by_index, n))
+        parts.append(failure_view.render_failure(f, iv, by_index, n))
     if len(failures) > MAX_FAILURES:
         rest = ", ".join(_short(f.get("key"), 30) for _, f in failures[MAX_FAILURES:MAX_FAILURES + 50])
         parts.append(f"<p>{len(failures) - MAX_FAILURES} more keys failed: {_e(rest)}; see results.json.</p>")
@@ -322,5 +322,5 @@ def _page(title: str, body: str) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>{_e(title)}</title><style>{CSS}{linview.CSS}{timeline.CSS}</style></head>"
+            f"<title>{_e(title)}</title><style>{CSS}{failure_view.CSS}{timeline.CSS}</style></head>"
             f"<body>{body}</body></html>")

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from campaign.cluster import (ClusterError, SignalTeardown, cluster_config, node_ids,
-                              peers_from_proxies, proxy_specs, wait_for_status,
+from cluster.base import ClusterError, SignalTeardown, wait_for_status
+from cluster.topology import (cluster_config, node_ids, peers_from_proxies, proxy_specs,
                               write_cluster_file)
-from checker.errors import BadInput
-from nemesis.toxiproxy import Toxiproxy, ToxiproxyError
+from history.errors import BadInput
+from cluster.toxiproxy import Toxiproxy, ToxiproxyError
 
 log = logging.getLogger("raftcheck.local")
 
@@ -185,12 +185,12 @@ class _Child:
 class LocalCluster(SignalTeardown):
     """N node processes on loopback plus one toxiproxy server (see module doc).
 
-    Implements `campaign.cluster.Cluster`. `base_port` (optional) fixes the ports
+    Implements `cluster.base.Cluster`. `base_port` (optional) fixes the ports
     instead of picking free ones: node i (1-based) listens for clients on
     base_port + 2(i-1) and for peers on base_port + 2(i-1) + 1; the toxiproxy API is on
     base_port + 2N; a busy one is a BadInput. Proxies always get free ports.
     `node_command` replaces the command that runs a node (default: this Python with
-    `-m campaign node`); `--config`, `--id` and `--bug` are appended.
+    `-m node`); `--config`, `--id` and `--bug` are appended.
     """
 
     def __init__(self, node_count: int, run_dir: Path | str, bug: str | None = None,
@@ -202,7 +202,7 @@ class LocalCluster(SignalTeardown):
         self.bug = bug
         self.node_options = dict(node_options or {})
         self.base_port = base_port
-        self.node_command = list(node_command or [sys.executable, "-m", "campaign", "node"])
+        self.node_command = list(node_command or [sys.executable, "-m", "node"])
         self.seed = seed
         self.log_level = log_level
         self.toxiproxy: Toxiproxy = None  # type: ignore[assignment]  # set by start()

@@ -4,10 +4,9 @@ A `Cluster` is what the runner and the nemesis drive: it starts N register nodes
 (ids n1..nN) wired to each other through one Toxiproxy server (SPEC section 6: one
 proxy per ordered pair, `ni-to-nj`, N(N-1) proxies), lets faults kill, restart,
 pause and resume nodes, and tears everything down. Backends implement the protocol:
-`campaign.local_backend.LocalCluster` (processes on loopback, the default) and
-`campaign.docker_backend.DockerCluster` (containers). The helpers here (node ids,
-proxy topology, the cluster YAML file) are backend-neutral, so both backends build
-the same topology.
+`cluster.local.LocalCluster` (processes on loopback, the default) and
+`cluster.containers.DockerCluster` (containers). Both build the same topology
+(cluster.topology) and speak to nodes through the same status helpers (below).
 """
 
 from __future__ import annotations
@@ -21,23 +20,14 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import requests
-import yaml
 
-from checker.errors import BadInput
-from nemesis.toxiproxy import Toxiproxy, proxy_name
+from history.errors import BadInput
+from cluster.toxiproxy import Toxiproxy
 
 BACKENDS = {
-    "local": ("campaign.local_backend", "LocalCluster"),
-    "docker": ("campaign.docker_backend", "DockerCluster"),
+    "local": ("cluster.local", "LocalCluster"),
+    "docker": ("cluster.containers", "DockerCluster"),
 }
-
-# Node settings written to the cluster file unless node_options overrides them.
-DEFAULT_NODE_OPTIONS: dict[str, Any] = {
-    "fsync": True,
-    "heartbeat_ms": 50,
-    "election_timeout_ms": [300, 600],
-}
-
 
 class ClusterError(Exception):
     """The cluster could not do what was asked (a node did not start, ...)."""
@@ -49,7 +39,7 @@ class Cluster(Protocol):
 
     Contract for every backend:
     - `node_ids`: ["n1", ..., "nN"], fixed at construction.
-    - `toxiproxy`: a `nemesis.toxiproxy.Toxiproxy` adapter for this cluster's server,
+    - `toxiproxy`: a `cluster.toxiproxy.Toxiproxy` adapter for this cluster's server,
       usable once `start()` returned; its proxies are named by `proxy_name(i, j)`.
     - `start()`: starts the toxiproxy server, creates the N(N-1) proxies, writes the
       cluster file, starts the nodes; returns when every node answers GET /status.
@@ -169,76 +159,6 @@ def make_cluster(backend: str, node_count: int, run_dir: Path | str,
     module = importlib.import_module(module_name)  # lazily: docker loads its SDK
     cls = getattr(module, class_name)
     return cls(node_count, run_dir, bug=bug, node_options=node_options, **backend_options)
-
-
-def node_ids(node_count: int) -> list[str]:
-    """The node ids of a cluster: n1..nN."""
-    return [f"n{i}" for i in range(1, node_count + 1)]
-
-
-def proxy_pairs(ids: list[str]) -> list[tuple[str, str]]:
-    """Every ordered pair (src, dst), src != dst: one proxy each, N(N-1) in all."""
-    return [(a, b) for a in ids for b in ids if a != b]
-
-
-def proxy_specs(ids: list[str], peer_addr: dict[str, str],
-                listen_host: str = "127.0.0.1", listen_port: int = 0) -> list[dict]:
-    """Toxiproxy proxy descriptions (for `Toxiproxy.create_proxies`).
-
-    Proxy `ni-to-nj` forwards to `peer_addr[nj]` (node j's peer port, as the
-    toxiproxy server reaches it) and listens on listen_host:listen_port (port 0: the
-    server picks a free one; a docker backend passes fixed container ports instead).
-    """
-    return [{"name": proxy_name(a, b), "upstream": peer_addr[b],
-             "listen": f"{listen_host}:{listen_port}"} for a, b in proxy_pairs(ids)]
-
-
-def peers_from_proxies(ids: list[str], listen: dict[str, str],
-                       host: str | None = None) -> dict[str, dict[str, str]]:
-    """The `peers` table of the cluster file: node i dials `ni-to-nj` to reach j.
-
-    `listen` maps proxy name -> its listen address ("host:port"); `host`, when given,
-    replaces the host part (e.g. the toxiproxy container's name on a docker network).
-    """
-    peers: dict[str, dict[str, str]] = {}
-    for a, b in proxy_pairs(ids):
-        addr = listen[proxy_name(a, b)]
-        if host is not None:
-            addr = f"{host}:{addr.rsplit(':', 1)[1]}"
-        peers.setdefault(a, {})[b] = addr
-    return peers
-
-
-def cluster_config(nodes: dict[str, dict[str, str]], peers: dict[str, dict[str, str]],
-                   data_dir: str | None = None,
-                   node_options: dict | None = None) -> dict:
-    """The cluster file's content (docs/internals.md, "Cluster file").
-
-    `nodes`: id -> {"client": "host:port", "peer": "host:port"}.
-    """
-    config: dict[str, Any] = {"nodes": {i: dict(a) for i, a in nodes.items()},
-                              "peers": {i: dict(p) for i, p in peers.items()}}
-    if data_dir is not None:
-        config["data_dir"] = data_dir
-    options = dict(DEFAULT_NODE_OPTIONS)
-    options.update(node_options or {})
-    for key in ("nodes", "peers", "data_dir"):
-        if key in options:
-            raise BadInput(f"node option {key!r} is set by the cluster, not by the user",
-                           field=key)
-    config.update(options)
-    return config
-
-
-def write_cluster_file(path: Path | str, config: dict) -> Path:
-    """Write the cluster YAML file; returns its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
-    tmp.replace(path)
-    return path
 
 
 def fetch_status(client_url: str, timeout_s: float = 1.0,

@@ -34,7 +34,7 @@ import socket
 import time
 from typing import Any, Callable
 
-from node.config import Address
+from node.shell.config import Address
 
 log = logging.getLogger("raftcheck.node.transport")
 

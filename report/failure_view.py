@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from campaign.intervals import Interval, Intervals, _short, pair
+from history.intervals import Interval, Intervals, _short, pair
 
 TAIL = 16
 MAX_CONCURRENT = 40

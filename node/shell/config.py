@@ -4,7 +4,7 @@ A *cluster file* names every node's client (HTTP) and peer (TCP) address, and
 optionally, per node, the address it dials to reach each other node (so that
 peer traffic can go through Toxiproxy proxies, SPEC section 6). A *node config*
 is the cluster file seen from one node id, with the flags applied: everything
-`node.server.NodeServer` needs to run.
+`node.shell.server.NodeServer` needs to run.
 
 Format (docs/internals.md)::
 
@@ -21,7 +21,7 @@ Format (docs/internals.md)::
     request_timeout_ms: 2000     # max_frame_bytes
     max_frame_bytes: 67108864
 
-Every error is a `checker.errors.BadInput` naming the file, the line (when the
+Every error is a `node.errors.BadConfig` naming the file, the line (when the
 YAML parser knows it) and the field.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from checker.errors import BadInput
+from node.errors import BadConfig
 
 Address = tuple[str, int]
 
@@ -117,26 +117,26 @@ class _Where:
 
 
 def parse_address(value: Any, path: str, name: str, line: int | None) -> Address:
-    """'host:port' -> (host, port); BadInput otherwise."""
+    """'host:port' -> (host, port); BadConfig otherwise."""
     if not isinstance(value, str) or ":" not in value:
-        raise BadInput(f"expected \"host:port\", got {value!r}", path, line, name)
+        raise BadConfig(f"expected \"host:port\", got {value!r}", path, line, name)
     host, _, port_s = value.rpartition(":")
     host = host.strip("[]")
     if not host or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
-        raise BadInput(f"expected \"host:port\" with a port 0-65535, got {value!r}",
+        raise BadConfig(f"expected \"host:port\" with a port 0-65535, got {value!r}",
                        path, line, name)
     return host, int(port_s)
 
 
 def load_cluster(path: str) -> ClusterConfig:
-    """Read and validate a cluster file; BadInput naming file, line and field."""
+    """Read and validate a cluster file; BadConfig naming file, line and field."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
-        raise BadInput(f"cannot read the cluster file: {e.strerror or e}", path) from None
+        raise BadConfig(f"cannot read the cluster file: {e.strerror or e}", path) from None
     except UnicodeDecodeError as e:
-        raise BadInput(f"not UTF-8 text: {e.reason}", path) from None
+        raise BadConfig(f"not UTF-8 text: {e.reason}", path) from None
     try:
         data = yaml.safe_load(text)
         where = _Where(yaml.compose(text, Loader=yaml.SafeLoader))
@@ -144,27 +144,27 @@ def load_cluster(path: str) -> ClusterConfig:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise BadInput(f"YAML syntax error: {problem}", path, line, None) from None
+        raise BadConfig(f"YAML syntax error: {problem}", path, line, None) from None
     if not isinstance(data, dict):
-        raise BadInput("expected a mapping with a 'nodes' field", path, 1, None)
+        raise BadConfig("expected a mapping with a 'nodes' field", path, 1, None)
     for key in data:
         if key not in _KNOWN_KEYS:
-            raise BadInput(f"unknown field (known: {', '.join(sorted(_KNOWN_KEYS))})",
+            raise BadConfig(f"unknown field (known: {', '.join(sorted(_KNOWN_KEYS))})",
                            path, where.line(str(key)), str(key))
 
     nodes_raw = data.get("nodes")
     if not isinstance(nodes_raw, dict) or not nodes_raw:
-        raise BadInput("expected a non-empty mapping of node id -> {client, peer}",
+        raise BadConfig("expected a non-empty mapping of node id -> {client, peer}",
                        path, where.line("nodes"), "nodes")
     nodes: dict[str, tuple[Address, Address]] = {}
     for nid, spec in nodes_raw.items():
         name = f"nodes.{nid}"
         line = where.line("nodes", str(nid))
         if not isinstance(nid, str) or not _ID_RE.match(nid):
-            raise BadInput("a node id is 1-64 letters, digits, '_', '-' or '.'",
+            raise BadConfig("a node id is 1-64 letters, digits, '_', '-' or '.'",
                            path, line, name)
         if not isinstance(spec, dict) or set(spec) != {"client", "peer"}:
-            raise BadInput("expected {client: \"host:port\", peer: \"host:port\"}",
+            raise BadConfig("expected {client: \"host:port\", peer: \"host:port\"}",
                            path, line, name)
         client = parse_address(spec["client"], path, f"{name}.client",
                                where.line("nodes", nid, "client"))
@@ -175,31 +175,31 @@ def load_cluster(path: str) -> ClusterConfig:
     peers: dict[str, dict[str, Address]] = {}
     peers_raw = data.get("peers") or {}
     if not isinstance(peers_raw, dict):
-        raise BadInput("expected a mapping of node id -> {peer id: \"host:port\"}",
+        raise BadConfig("expected a mapping of node id -> {peer id: \"host:port\"}",
                        path, where.line("peers"), "peers")
     for src, table in peers_raw.items():
         if src not in nodes:
-            raise BadInput("not a node named in 'nodes'", path,
+            raise BadConfig("not a node named in 'nodes'", path,
                            where.line("peers", str(src)), f"peers.{src}")
         if not isinstance(table, dict):
-            raise BadInput("expected a mapping of peer id -> \"host:port\"", path,
+            raise BadConfig("expected a mapping of peer id -> \"host:port\"", path,
                            where.line("peers", src), f"peers.{src}")
         peers[src] = {}
         for dst, addr in table.items():
             name = f"peers.{src}.{dst}"
             line = where.line("peers", src, str(dst))
             if dst not in nodes or dst == src:
-                raise BadInput("not another node named in 'nodes'", path, line, name)
+                raise BadConfig("not another node named in 'nodes'", path, line, name)
             peers[src][dst] = parse_address(addr, path, name, line)
 
     cfg = ClusterConfig(path=path, nodes=nodes, peers=peers)
     data_dir = data.get("data_dir")
     if data_dir is not None and (not isinstance(data_dir, str) or not data_dir):
-        raise BadInput("expected a path", path, where.line("data_dir"), "data_dir")
+        raise BadConfig("expected a path", path, where.line("data_dir"), "data_dir")
     cfg.data_dir = data_dir
     fsync = data.get("fsync", True)
     if not isinstance(fsync, bool):
-        raise BadInput(f"expected true or false, got {fsync!r}", path,
+        raise BadConfig(f"expected true or false, got {fsync!r}", path,
                        where.line("fsync"), "fsync")
     cfg.fsync = fsync
     for key, lo, hi in (("tick_ms", 1, 10_000), ("heartbeat_ms", 1, 60_000),
@@ -208,7 +208,7 @@ def load_cluster(path: str) -> ClusterConfig:
         if key in data:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise BadInput(f"expected an integer in [{lo}, {hi}], got {value!r}",
+                raise BadConfig(f"expected an integer in [{lo}, {hi}], got {value!r}",
                                path, where.line(key), key)
             setattr(cfg, key, value)
     if "election_timeout_ms" in data:
@@ -217,14 +217,14 @@ def load_cluster(path: str) -> ClusterConfig:
               and all(isinstance(x, int) and not isinstance(x, bool) for x in et)
               and 0 < et[0] <= et[1])
         if not ok:
-            raise BadInput(f"expected [min, max] integers with 0 < min <= max, got {et!r}",
+            raise BadConfig(f"expected [min, max] integers with 0 < min <= max, got {et!r}",
                            path, where.line("election_timeout_ms"), "election_timeout_ms")
         cfg.election_timeout_ms = (et[0], et[1])
     if cfg.heartbeat_ms >= cfg.election_timeout_ms[0]:
-        raise BadInput("heartbeat_ms must be below the minimum election timeout",
+        raise BadConfig("heartbeat_ms must be below the minimum election timeout",
                        path, where.line("heartbeat_ms"), "heartbeat_ms")
     if cfg.tick_ms > cfg.heartbeat_ms:
-        raise BadInput("tick_ms must not exceed heartbeat_ms", path,
+        raise BadConfig("tick_ms must not exceed heartbeat_ms", path,
                        where.line("tick_ms"), "tick_ms")
     return cfg
 
@@ -233,14 +233,14 @@ def node_config(cluster: ClusterConfig, node_id: str, data_dir: str | None = Non
                 listen_host: str | None = None, bug: str | None = None) -> NodeConfig:
     """One node's config from the cluster file and the flags (which win)."""
     if node_id not in cluster.nodes:
-        raise BadInput(f"node {node_id!r} is not in the cluster file (nodes: "
+        raise BadConfig(f"node {node_id!r} is not in the cluster file (nodes: "
                        f"{', '.join(sorted(cluster.nodes))})", cluster.path, None, "--id")
     client, peer = cluster.nodes[node_id]
     peer_addrs = {j: cluster.peers.get(node_id, {}).get(j, addrs[1])
                   for j, addrs in cluster.nodes.items() if j != node_id}
     if data_dir is None:
         if cluster.data_dir is None:
-            raise BadInput("no data directory: give --data-dir or 'data_dir' in the "
+            raise BadConfig("no data directory: give --data-dir or 'data_dir' in the "
                            "cluster file", cluster.path, None, "data_dir")
         data_dir = cluster.data_dir.replace("{id}", node_id)
         if not os.path.isabs(data_dir):

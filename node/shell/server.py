@@ -1,6 +1,6 @@
 """The node: an asyncio event loop that drives one Raft core behind an HTTP API.
 
-A *node* owns a `RaftCore` (node/raft.py), its `Storage` (the WAL), a
+A *node* owns a `RaftCore` (node/core/raft.py), its `Storage` (the WAL), a
 `RegisterMachine`, a peer `Transport` and an aiohttp client API (SPEC section 4).
 Every input (a tick, a peer message, a client proposal or read) lands in an inbox;
 one task, the *pump*, is the only code that touches the core. Each turn it feeds the
@@ -37,14 +37,15 @@ from typing import Any
 
 from aiohttp import web
 
-from checker.errors import BadInput
+from node.errors import BadConfig
 from node.bugs import Bugs
-from node.config import NodeConfig
-from node.messages import CommitEntry, message_from_dict
-from node.raft import LEADER, RaftConfig, RaftCore, Ready
-from node.register import RegisterMachine, validate_command
-from node.storage import Storage, StorageCorrupted
-from node.transport import Transport
+from node.shell.config import NodeConfig
+from node.core.messages import CommitEntry, message_from_dict
+from node.core.raft import LEADER, RaftCore
+from node.core.state import RaftConfig, Ready
+from node.core.register import RegisterMachine, validate_command
+from node.shell.storage import Storage, StorageCorrupted
+from node.shell.transport import Transport
 
 _log = logging.getLogger("raftcheck.node.server")
 
@@ -163,9 +164,9 @@ class NodeServer:
         try:
             hard_state, entries = await asyncio.to_thread(self.storage.load)
         except StorageCorrupted as e:
-            raise BadInput(str(e), field="data_dir") from None
+            raise BadConfig(str(e), field="data_dir") from None
         except OSError as e:
-            raise BadInput(f"cannot open the data directory: {e}", c.data_dir,
+            raise BadConfig(f"cannot open the data directory: {e}", c.data_dir,
                            None, "data_dir") from None
         self.core = RaftCore(c.node_id, c.peer_ids, hard_state, entries, self._raft_config(),
                              random.Random(int.from_bytes(os.urandom(8), "big")))
@@ -186,7 +187,7 @@ class NodeServer:
             await site.start()
         except OSError as e:
             await self.stop()
-            raise BadInput(f"cannot listen: {e.strerror or e}", field="nodes."
+            raise BadConfig(f"cannot listen: {e.strerror or e}", field="nodes."
                            f"{c.node_id}") from None
         self.client_port = self._runner.addresses[0][1]
         self._pump_task = asyncio.create_task(self._pump(), name="pump")

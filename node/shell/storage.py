@@ -22,7 +22,7 @@ with the file and offset, and the node must stop rather than silently lose entri
 When most records are dead (overwritten terms, truncated entries) the file is
 compacted on load: rewritten to a temporary file, fsync'd and renamed over.
 
-`encode_batch` and `decode_wal` are pure functions, so node.sim can keep a WAL in
+`encode_batch` and `decode_wal` are pure functions, so sim.simulation can keep a WAL in
 memory and crash in the middle of a write.
 """
 
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from node.messages import LogEntry
-from node.raft import HardState
+from node.core.messages import LogEntry
+from node.core.state import HardState
 
 WAL_NAME = "raft.wal"
 _HEADER = struct.Struct(">II")
