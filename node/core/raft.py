@@ -341,7 +341,8 @@ class RaftCore:
                 leader = m.sender if isinstance(m, AppendEntries) else None
                 self._become_follower(m.term, leader)
         elif m.term < self._term:
-            if isinstance(m, AppendEntries) and STALE_TERM_APPEND in self.bugs:
+            if (isinstance(m, AppendEntries) and STALE_TERM_APPEND in self.bugs
+                    and self._role != LEADER):
                 # Planted bug: Figure 2, AppendEntries receiver 1 ("reply false if
                 # term < currentTerm") skipped: the deposed leader's entries go in.
                 self._handle_append(m)
