@@ -1,5 +1,6 @@
-"""The node's client API (SPEC section 4) and peer protocol hardening (section 5),
-against real 3-node clusters of `python -m node` processes on loopback."""
+"""The node's client API (SPEC section 4), its peer protocol (section 5: hardening,
+the two lanes, the event lines), against real 3-node clusters of `python -m node`
+processes on loopback, and the peer transport alone, in-process."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster
-from node.core.messages import message_from_dict
+from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster, free_port
+from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry, RequestVote,
+                                message_from_dict)
+from node.shell.transport import Transport, lane_of
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +265,6 @@ class _Toxiproxy:
     """A real toxiproxy server on a free port, driven through its REST API."""
 
     def __init__(self, binary: str, base) -> None:
-        from cluster.bare import free_port
         self.port = free_port()
         self.log = open(base / "toxiproxy.log", "wb")
         self.proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(self.port)],
@@ -414,9 +415,8 @@ class _Recorder:
         return [m for conn in self.connections for m in conn]
 
 
-def _traffic(sender: str):
-    from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry,
-                                    RequestVote)
+def _traffic(sender: str) -> list:
+    """Entries, a heartbeat, a vote request, entries, a reply, a heartbeat."""
     big = [LogEntry(1, {"op": "write", "key": k, "value": "x" * 100}) for k in range(50)]
     return [AppendEntries(1, sender, 0, 0, big), AppendEntries(1, sender, 0, 0, [], 0, 1),
             RequestVote(2, sender, 50, 1), AppendEntries(1, sender, 50, 1, big[:3]),
@@ -424,14 +424,11 @@ def _traffic(sender: str):
 
 
 def test_heartbeats_and_entries_travel_on_separate_connections():
-    from node.shell.transport import Transport, lane_of
-    from node.core.messages import message_from_dict as decode
-
     async def main():
         rec = _Recorder()
         port = await rec.start()
-        t = Transport("a", ("127.0.0.1", 0), {"b": ("127.0.0.1", port)}, decode,
-                      lambda m: None)
+        t = Transport("a", ("127.0.0.1", 0), {"b": ("127.0.0.1", port)},
+                      message_from_dict, lambda m: None)
         await t.start()
         try:
             msgs = _traffic("a")
@@ -453,21 +450,17 @@ def test_heartbeats_and_entries_travel_on_separate_connections():
     assert stats["dials_control"] == stats["dials_data"] == 1
 
 
-def test_a_toxiproxy_cut_stops_both_lanes_and_both_recover():
+def test_a_toxiproxy_cut_stops_both_lanes_and_both_recover(tmp_path):
     """a -> b through a Toxiproxy proxy; b answers a directly. A `timeout` toxic on the
     proxy silences both lanes; each lane notices the silence and redials; after the
     heal both deliver again."""
     from tests.support import require_binary
-    from node.core.messages import AppendEntriesReply, message_from_dict as decode
-    from node.shell.transport import Transport, lane_of
     binary = require_binary("toxiproxy-server", "go install github.com/Shopify/"
                             "toxiproxy/v2/cmd/server@v2.12.0")
-    import tempfile
-    tmp = Path(tempfile.mkdtemp(prefix="raftcheck-lanes-"))
-    tp = _Toxiproxy(binary, tmp)
+    tp = _Toxiproxy(binary, tmp_path)
+    decode = message_from_dict
 
     async def main():
-        from cluster.bare import free_port
         a_port, b_port = free_port(), free_port()
         proxy = tp.call("POST", "/proxies", {"name": "a-to-b", "listen": "127.0.0.1:0",
                                              "upstream": f"127.0.0.1:{b_port}"})
