@@ -87,10 +87,12 @@ _CATALOG = [
         "here is crucial. If the follower has all the entries the leader sent, the "
         "follower MUST NOT truncate its log' (Figure 2, AppendEntries receiver 3)",
         "A stale or reordered AppendEntries, or a heartbeat that checks an earlier "
-        "index, takes back entries the follower already acknowledged, which the leader "
-        "may have counted to commit them; if that leader then fails, a committed entry "
-        "can be lost. The follower never drops what it knows committed (that would "
-        "only crash it on the node's own guard).",
+        "index, takes back entries the follower already acknowledged. The leader, "
+        "which like etcd's takes a refusal at or below what a follower acknowledged "
+        "for a stale reply, keeps counting them and stops repairing that follower "
+        "until the next election: it commits what no majority holds, and when it "
+        "fails acknowledged writes are lost. The follower never drops what it knows "
+        "committed (that would only crash it on the node's own guard).",
         frozenset()),
     Bug(MATCH_FROM_LEADER_LOG, CORE,
         "on a successful reply the leader sets matchIndex from what it has sent, not "
@@ -101,7 +103,8 @@ _CATALOG = [
         "Any success reply (a heartbeat's, or one for an earlier batch) moves the "
         "follower's matchIndex to nextIndex - 1, covering entries still in flight or "
         "lost, so the leader commits and acknowledges entries no majority holds "
-        "(Figure 2, leader rule for commitIndex).",
+        "(Figure 2, leader rule for commitIndex); a follower that lost them is not "
+        "repaired either, since its refusals now look stale.",
         frozenset()),
     Bug(READ_BEFORE_TERM_COMMIT, CORE,
         "a new leader serves ReadIndex reads before an entry of its own term is "
