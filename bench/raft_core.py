@@ -9,7 +9,7 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:] = [_ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 from node.core.raft import LEADER, RaftCore
-from node.core.state import HardState, RaftConfig
+from node.core.state import RaftConfig
 from node.shell.storage import Storage
 from node.core.messages import message_from_dict
 import json
