@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -150,6 +151,53 @@ def test_rename_follows_the_inode_and_unlink_forgets(mount):
     os.fsync(fd)
     os.close(fd)
     assert (b / "d").is_dir()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_operations_match_a_model_of_a_power_cut(mount, seed):
+    """Random writes, truncations, fsyncs and crashes on two files (the idea of
+    Jepsen's local-fs test): after every step each file reads exactly as the model
+    says, the model being "a crash brings a file back to its last fsync"."""
+    rng = random.Random(seed)
+    names = ["a", "b"]
+    synced = {n: b"" for n in names}
+    current = {n: b"" for n in names}
+    fds = {n: os.open(mount.mountpoint / n, os.O_RDWR | os.O_CREAT, 0o644) for n in names}
+    steps = []
+    try:
+        for _ in range(300):
+            n = rng.choice(names)
+            kind = rng.choices(["write", "truncate", "fsync", "crash"], [6, 2, 2, 1])[0]
+            if kind == "write":
+                off = rng.randrange(0, 3 * 4096)
+                data = bytes([rng.randrange(1, 256)]) * rng.randrange(1, 6000)
+                os.pwrite(fds[n], data, off)
+                cur = current[n].ljust(off, b"\0")
+                current[n] = cur[:off] + data + cur[off + len(data):]
+                steps.append(f"write {n} {off} +{len(data)}")
+            elif kind == "truncate":
+                size = rng.randrange(0, 3 * 4096)
+                os.ftruncate(fds[n], size)
+                current[n] = current[n][:size].ljust(size, b"\0")
+                steps.append(f"truncate {n} {size}")
+            elif kind == "fsync":
+                os.fsync(fds[n])
+                synced[n] = current[n]
+                steps.append(f"fsync {n}")
+            else:
+                mount.crash()
+                current = dict(synced)
+                steps.append("crash")
+            for m in names:
+                size = os.fstat(fds[m]).st_size
+                got = os.pread(fds[m], size + 10, 0)
+                assert (size, got) == (len(current[m]), current[m]), steps[-10:]
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    mount.crash()
+    for m in names:  # what reached the backing folder is exactly what was fsync'd
+        assert (mount.backing / m).read_bytes() == synced[m]
 
 
 def test_node_wal_keeps_exactly_what_it_fsynced(mount):

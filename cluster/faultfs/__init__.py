@@ -246,6 +246,11 @@ class FaultFS:
                             self.name, timeout_s)
                 self._kill()
         detach(self.mountpoint)  # a no-op unless it died and left the mount behind
+        if not self.control.startswith("@"):  # a killed one leaves its socket behind
+            try:
+                os.unlink(self.control)
+            except FileNotFoundError:
+                pass
         if self.popen is not None and self.popen.returncode not in (0, None):
             log.warning("%s", self.exited())
 

@@ -242,13 +242,12 @@ func (fc *fileCache) writeBack() syscall.Errno {
 	if err := syscall.Fstat(fc.fd, &st); err != nil {
 		return fs.ToErrno(err)
 	}
-	if fc.backingValid < st.Size { // stale bytes past a truncation must not come back
+	length := st.Size
+	if fc.backingValid < length { // stale bytes past a truncation must not come back
 		if err := syscall.Ftruncate(fc.fd, fc.backingValid); err != nil {
 			return fs.ToErrno(err)
 		}
-	}
-	if err := syscall.Ftruncate(fc.fd, fc.size); err != nil {
-		return fs.ToErrno(err)
+		length = fc.backingValid
 	}
 	pages := make([]int64, 0, len(fc.pages))
 	for p := range fc.pages {
@@ -264,6 +263,14 @@ func (fc *fileCache) writeBack() syscall.Errno {
 			continue
 		}
 		if err := pwriteAll(fc.fd, fc.pages[p][:n], p*pageSize); err != nil {
+			return fs.ToErrno(err)
+		}
+		if end := p*pageSize + n; end > length {
+			length = end
+		}
+	}
+	if length != fc.size { // a hole at the end, or a file cut shorter
+		if err := syscall.Ftruncate(fc.fd, fc.size); err != nil {
 			return fs.ToErrno(err)
 		}
 	}
