@@ -9,9 +9,11 @@ that a busy machine weighs on both alike:
 - cluster: a 3-node local cluster (`make_cluster("local", ..., crash_fs=...)`),
   closed-loop clients writing to the leader: writes/s.
 
-    python bench/faultfs.py [--seconds 3] [--rounds 2] [--clients 8] [--no-cluster]
+    python bench/faultfs.py [--seconds 2] [--rounds 5] [--clients 8] [--no-cluster]
 
-Prints each figure and the ratio faultfs / plain; asserts nothing.
+Prints each figure and the ratio faultfs / plain (medians over the rounds, and for
+the WAL the per-save latency percentiles, which a busy machine disturbs less than
+rates); asserts nothing.
 """
 
 from __future__ import annotations
@@ -36,20 +38,23 @@ from node.core.state import HardState  # noqa: E402
 from node.shell.storage import Storage  # noqa: E402
 
 
-def wal_saves_per_s(folder: Path, seconds: float) -> float:
-    """Back-to-back Storage.save of one ~80-byte entry, each fsync'd."""
+def wal_saves(folder: Path, seconds: float) -> tuple[float, list[float]]:
+    """Back-to-back Storage.save of one ~80-byte entry, each fsync'd: (saves/s, the
+    latency of each save in seconds)."""
     storage = Storage(folder, fsync=True, node_id="bench")
     storage.load()
     command = {"op": "write", "key": 7, "value": 12345, "client": "c1", "seq": 0}
-    index, start = 1, time.monotonic()
     storage.save(HardState(1, "bench"), None, [])
+    latencies = []
+    start = time.monotonic()
     while time.monotonic() - start < seconds:
-        command["seq"] = index
+        command["seq"] = index = len(latencies) + 1
+        t = time.perf_counter()
         storage.save(None, None, [(index, LogEntry(1, command))])
-        index += 1
+        latencies.append(time.perf_counter() - t)
     elapsed = time.monotonic() - start
     storage.close()
-    return (index - 1) / elapsed
+    return len(latencies) / elapsed, latencies
 
 
 async def _writes_per_s(urls: list[str], clients: int, seconds: float) -> float:
@@ -103,10 +108,22 @@ def report(name: str, unit: str, plain: list[float], fault: list[float]) -> None
           f"faultfs {', '.join(f'{x:,.0f}' for x in fault)})")
 
 
+def report_latency(plain: list[float], fault: list[float]) -> None:
+    """Per-save latency percentiles: less sensitive to a busy machine than rates."""
+    def pct(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+    p50p, p50f = pct(plain, 0.5), pct(fault, 0.5)
+    print(f"WAL save+fsync latency: p50 plain {p50p:.3f} ms, faultfs {p50f:.3f} ms "
+          f"(x{p50f / p50p:.2f}); p90 plain {pct(plain, 0.9):.3f} ms, faultfs "
+          f"{pct(fault, 0.9):.3f} ms; faultfs throughput at the p50s: "
+          f"{p50p / p50f:.2f} of plain")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--no-cluster", action="store_true")
     ap.add_argument("--dir", help="a folder on the disk to measure (default: a temporary one)")
@@ -116,16 +133,21 @@ def main() -> None:
         raise SystemExit(f"faultfs unavailable: {why}")
     with tempfile.TemporaryDirectory(prefix="bench-faultfs-", dir=args.dir) as tmp:
         base = Path(tmp)
-        plain, fault = [], []
+        plain, fault, plain_lat, fault_lat = [], [], [], []
         for r in range(args.rounds):
-            plain.append(wal_saves_per_s(base / f"plain{r}", args.seconds))
+            rate, lat = wal_saves(base / f"plain{r}", args.seconds)
+            plain.append(rate)
+            plain_lat += lat
             fs = FaultFS(base / f"backing{r}", base / f"mnt{r}")
             fs.start()
             try:
-                fault.append(wal_saves_per_s(fs.mountpoint, args.seconds))
+                rate, lat = wal_saves(fs.mountpoint, args.seconds)
             finally:
                 fs.stop()
+            fault.append(rate)
+            fault_lat += lat
         report("WAL save+fsync", "saves/s", plain, fault)
+        report_latency(plain_lat, fault_lat)
         if args.no_cluster:
             return
         plain, fault = [], []

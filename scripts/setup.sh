@@ -73,7 +73,7 @@ faultfs() {
   if [ ! -x "$gobin/raftcheck-faultfs" ] || [ "$(cat "$gobin/raftcheck-faultfs.inputs" 2>/dev/null)" != "$hash" ]; then
     say "building faultfs: go build -o $gobin/raftcheck-faultfs ./cluster/faultfs"
     mkdir -p "$gobin"
-    (cd "$src" && go build -o "$gobin/raftcheck-faultfs" .)
+    (cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -o "$gobin/raftcheck-faultfs" .)
     echo "$hash" >"$gobin/raftcheck-faultfs.inputs"
   fi
   if [ -w /usr/local/bin ]; then ln -sf "$gobin/raftcheck-faultfs" /usr/local/bin/raftcheck-faultfs
