@@ -323,7 +323,7 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
     missing = _missing(nodes, "durable")
     old = [n.node for n in nodes if n.durable is not None and n.durable.commit is None]
     if old:
-        missing.append(f"{', '.join(old)}: the WAL has no commit index (an older node)")
+        missing.append(f"{', '.join(old)}: no commit index in the WAL (an older node)")
     return _result(out, {"nodes_with_a_commit": len(commits), "node_pairs": pairs,
                          "committed_entries_compared": compared}, missing)
 
@@ -361,8 +361,13 @@ def check_invariants(nodes: list[NodeEvidence]) -> dict:
         "invariants": summary, "details": details[:MAX_DETAILS],
         "nodes": {n.node: _node_summary(n) for n in nodes}}
     if valid == "unknown":
-        out["unknown_reason"] = "; ".join(
-            f"{name}: {r.unknown_reason}" for name, r in results.items() if r.unknown_reason)
+        reasons: dict[str, list[str]] = {}
+        for name, r in results.items():
+            for why in (r.unknown_reason or "").split("; "):
+                if why:
+                    reasons.setdefault(why, []).append(name)
+        out["unknown_reason"] = "; ".join(f"{why} ({', '.join(names)})"
+                                          for why, names in reasons.items())
     return out
 
 
@@ -378,12 +383,17 @@ def _result(violations: list[Violation], checked: dict[str, int],
 
 
 def _missing(nodes: list[NodeEvidence], kind: str) -> list[str]:
-    what = {"durable": "no durable state", "events": "no event lines"}[kind]
-    gone = [(n.node, n.missing.get(kind)) for n in nodes
-            if (n.durable if kind == "durable" else n.events) is None]
+    """Why evidence of `kind` is missing, nodes with the same reason together (a
+    node's own id in the reason reads as <id>)."""
     if not nodes:
         return ["no nodes"]
-    return [f"{nid}: {why or what}" for nid, why in gone]
+    what = {"durable": "no durable state", "events": "no event lines"}[kind]
+    groups: dict[str, list[str]] = {}
+    for n in nodes:
+        if (n.durable if kind == "durable" else n.events) is None:
+            why = (n.missing.get(kind) or what).replace(n.node, "<id>")
+            groups.setdefault(why, []).append(n.node)
+    return [f"{', '.join(ids)}: {why}" for why, ids in groups.items()]
 
 
 def _worst(verdicts: Iterable[Any]) -> Any:

@@ -150,8 +150,8 @@ def test_an_older_node_leaves_the_invariants_unknown_not_false(tmp_path):
     r = out["raft-invariants"]
     assert r["valid"] == "unknown" and r["violations"] == []
     assert r["invariants"]["log-matching"]["valid"] is True   # the WALs are there
-    assert r["invariants"]["election-safety"]["unknown_reason"].startswith(
-        "n1: no event lines in nodes/n1.log")
+    assert r["invariants"]["election-safety"]["unknown_reason"] == (
+        "n1, n2, n3: no event lines in nodes/<id>.log (an older node?)")
     assert out["node-health"]["valid"] is True
 
 
@@ -161,7 +161,8 @@ def test_missing_files_are_unknown(tmp_path):
     assert out["node-health"]["valid"] == "unknown"
     assert out["node-health"]["unknown_reason"] == "n3: no log nodes/n3.log"
     assert out["raft-invariants"]["valid"] == "unknown"
-    assert "n3: no data/n3/raft.wal" in out["raft-invariants"]["unknown_reason"]
+    assert "n3: no data/<id>/raft.wal (log-matching, state-machine-safety)" in \
+        out["raft-invariants"]["unknown_reason"]
 
 
 # -- node-health ----------------------------------------------------------------
