@@ -154,6 +154,74 @@ def test_cluster_faults_and_teardown(engine, tmp_path):
     assert (tmp_path / "toxiproxy.log").stat().st_size > 0
 
 
+def test_crash_fs_and_unexpected_exits_in_containers(engine, tmp_path):
+    """Node data on faultfs mounts made on the host and bind-mounted into the
+    containers: a kill loses what the node did not fsync, the container restarts on
+    the same mount; a container killed behind the cluster's back is reported, a
+    nemesis kill is not; teardown leaves raft.wal in run_dir/data/<id>."""
+    from cluster.base import find_leader
+    from cluster.containers import DockerCluster
+    from cluster.faultfs import available, is_mounted
+
+    why = available()
+    require(why is None, f"faultfs unavailable: {why}")
+    # fsync off: every WAL write stays unsynced, so a kill must lose some
+    cluster = DockerCluster(3, tmp_path, crash_fs=True, node_options={"fsync": False})
+    http = requests.Session()
+    http.trust_env = False
+
+    def write_somewhere(value, among):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            leader = find_leader(cluster, node_ids=among)
+            try:
+                if leader and http.post(cluster.client_url(leader) + "/op", timeout=3,
+                                        json={"op": "write", "key": "k",
+                                              "value": value}).json()["ok"]:
+                    return leader
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"no write of {value} succeeded on {among}")
+
+    try:
+        cluster.start()
+        run_id = cluster.run_id
+        assert all(is_mounted(tmp_path / "mnt" / n) for n in cluster.node_ids)
+        # no volumes: the mounts are the data (3 containers + toxiproxy + network)
+        assert len(objects_of(engine, lambda l: l.get("raftcheck.run") == run_id)) == 5
+        leader = write_somewhere(1, cluster.node_ids)
+        for v in range(2, 6):
+            write_somewhere(v, cluster.node_ids)
+        leader = find_leader(cluster) or leader
+        lost = cluster.kill(leader)
+        assert isinstance(lost, int) and lost > 0
+        others = [n for n in cluster.node_ids if n != leader]
+        write_somewhere(6, others)
+        cluster.restart(leader)                      # on the same, crashed mount
+        status = http.get(cluster.client_url(leader) + "/status", timeout=3).json()
+        assert status["id"] == leader
+        assert cluster.unexpected_exits() == []
+
+        victim = others[0]
+        engine.containers.get(f"raftcheck-{run_id}-{victim}").kill()  # behind its back
+        deadline = time.monotonic() + 20
+        while not cluster.unexpected_exits() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        exits = cluster.unexpected_exits()
+        assert [(e["node"], e["code"]) for e in exits] == [(victim, 137)], exits
+        cluster.restart(victim)
+        assert len(cluster.unexpected_exits()) == 1
+    finally:
+        cluster.teardown()
+    assert objects_of(engine, lambda l: l.get("raftcheck.run") == run_id) == []
+    assert not (tmp_path / "mnt").exists()
+    for n in cluster.node_ids:
+        wal = tmp_path / "data" / n / "raft.wal"
+        assert wal.is_file() and wal.stat().st_uid == 10001  # created by the node's user
+    assert len(cluster.unexpected_exits()) == 1
+
+
 @pytest.mark.parametrize("extra,env,message", [
     ([], {"RAFTCHECK_NODE_IMAGE": "raftcheck/no-such-image:none"},
      "docker image raftcheck/no-such-image:none not found; build them with"),

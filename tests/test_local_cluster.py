@@ -179,7 +179,7 @@ def test_teardown_leaves_no_process_and_no_port(tmp_path):
 RUNNER = textwrap.dedent('''
     import json, sys, threading, time
     from cluster.local import LocalCluster
-    c = LocalCluster(3, sys.argv[1])
+    c = LocalCluster(3, sys.argv[1], crash_fs=sys.argv[2] == "crash_fs")
     c.start()
     # a node restarted from a thread that then ends (as the nemesis thread does)
     # must still die with the runner, not with that thread
@@ -192,10 +192,15 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_runner_leaves_no_orphans(tmp_path, sig):
+@pytest.mark.parametrize("sig,fs", [(signal.SIGKILL, ""), (signal.SIGTERM, ""),
+                                    (signal.SIGKILL, "crash_fs")],
+                         ids=["SIGKILL", "SIGTERM", "SIGKILL-crash_fs"])
+def test_killed_runner_leaves_no_orphans(tmp_path, sig, fs):
     _need_toxiproxy()
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "run")],
+    if fs:
+        from cluster.faultfs import available
+        require(available() is None, f"faultfs unavailable: {available()}")
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "run"), fs],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     try:
         line = runner.stdout.readline()
@@ -210,6 +215,10 @@ def test_killed_runner_leaves_no_orphans(tmp_path, sig):
         _eventually(lambda: not [p for p in pids if _alive(p)], "every child gone")
         _eventually(lambda: all(port_is_free(p) for p in started["ports"]),
                     "every port free")
+        if fs:  # each faultfs unmounts itself once its runner is gone
+            from cluster.faultfs import is_mounted
+            _eventually(lambda: not any(is_mounted(tmp_path / "run" / "mnt" / n)
+                                        for n in ("n1", "n2", "n3")), "every mount gone")
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -250,3 +259,87 @@ def test_missing_toxiproxy_is_bad_input(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="RAFTCHECK_TOXIPROXY"):
         LocalCluster(3, tmp_path / "run").start()
     assert os.path.isdir(tmp_path)  # nothing else to clean: nothing started
+
+
+# --- exits nobody asked for ------------------------------------------------------
+
+def test_unexpected_exits_are_reported_and_nemesis_kills_are_not(tmp_path):
+    _need_toxiproxy()
+    c = LocalCluster(3, tmp_path / "run")
+    try:
+        c.start()
+        assert c.crash_fs is False and c.unexpected_exits() == []
+        assert c.kill("n1") is None                 # a nemesis kill: expected
+        c.restart("n1")
+        victim = c.pids()["n2"]
+        os.kill(victim, signal.SIGKILL)             # behind the cluster's back
+        _eventually(lambda: c.unexpected_exits(), "the exit noticed")
+        assert c.unexpected_exits() == [
+            {"node": "n2", "code": -signal.SIGKILL, "detail": c.unexpected_exits()[0]["detail"]}]
+        c.restart("n2")                             # noted once, not again
+        c.kill("n3")
+        assert [e["node"] for e in c.unexpected_exits()] == ["n2"]
+        # one found dead at restart, and one that dies by itself with a message
+        os.kill(c.pids()["n1"], signal.SIGKILL)
+        c.restart("n3")
+        c.restart("n1")
+        assert [e["node"] for e in c.unexpected_exits()] == ["n2", "n1"]
+    finally:
+        c.teardown()
+    assert [e["node"] for e in c.unexpected_exits()] == ["n2", "n1"]  # teardown adds none
+
+
+# --- crash_fs: data directories on faultfs ------------------------------------------
+
+def test_crash_fs_kill_loses_unsynced_writes(tmp_path):
+    _need_toxiproxy()
+    from cluster.faultfs import available, is_mounted
+    why = available()
+    require(why is None, f"faultfs unavailable: {why}")
+    # fsync off: every WAL write stays unsynced, so a kill must lose some
+    c = make_cluster("local", 3, tmp_path / "run", crash_fs=True,
+                     node_options={"fsync": False, "heartbeat_ms": 30,
+                                   "election_timeout_ms": [200, 400]})
+    run = c.run_dir
+    try:
+        c.start()
+        assert c.crash_fs and all(is_mounted(run / "mnt" / n) for n in c.node_ids)
+        assert f"data_dir: {run}/mnt/" in (run / "cluster.yaml").read_text()
+        for i in range(5):
+            _write(c, "k", i)
+        leader = find_leader(c)
+        lost = c.kill(leader)
+        assert isinstance(lost, int) and lost > 0
+        assert c.kill(leader) == 0                  # a no-op loses nothing
+        assert c.faultfs(leader).stats()["crashes"] == 1
+        c.restart(leader)                           # on the same, crashed mount
+        assert fetch_status(c.client_url(leader))["id"] == leader
+        _write(c, "k", 99)                          # and the cluster serves
+        survivors = [n for n in c.node_ids if n != leader]
+        assert c.unexpected_exits() == []
+    finally:
+        c.teardown()
+    assert not (run / "mnt").exists()              # unmounted, mount points removed
+    for n in c.node_ids:
+        assert (run / "data" / n / "raft.wal").is_file()
+    assert (run / "faultfs" / f"{survivors[0]}.log").read_text().count("crash:") == 1
+
+
+def test_crash_fs_a_dead_faultfs_is_a_cluster_error(tmp_path):
+    _need_toxiproxy()
+    from cluster.faultfs import available
+    why = available()
+    require(why is None, f"faultfs unavailable: {why}")
+    c = LocalCluster(3, tmp_path / "run", crash_fs=True)
+    try:
+        c.start()
+        c.faultfs("n3").popen.kill()
+        with pytest.raises(ClusterError, match="faultfs for n3"):
+            c.kill("n3")
+        with pytest.raises(ClusterError, match="cannot restart n3: faultfs for n3 exited"):
+            c.restart("n3")
+        assert any(e["node"] == "n3" and "faultfs for n3 exited" in e["detail"]
+                   for e in c.unexpected_exits())
+    finally:
+        c.teardown()
+    assert not (tmp_path / "run" / "mnt").exists()
