@@ -116,20 +116,31 @@ def node_health(node_ids: list[str], logs: dict[str, NodeLog | None],
     """The node-health checker (see the module docstring)."""
     violations: list[str] = []
     details: list[dict] = []
+    # An exit whose last log line names a crash sign of the same node is that crash:
+    # one line, the sign's, with the exit code.
+    codes: dict[tuple[str, int], Any] = {}
     for ex in unexpected_exits or []:
         nid = str(ex.get("node", "?"))
         detail = str(ex.get("detail") or "").strip()
+        nl = logs.get(nid)
+        sign = next((inc for inc in (nl.incidents if nl else [])
+                     if (nid, inc.line) not in codes and inc.key and inc.key in detail), None)
+        if sign is not None:
+            codes[(nid, sign.line)] = ex.get("code")
+            continue
         text = (f"{nid} exited with code {ex.get('code')} without being killed or stopped"
                 + (f": {detail}" if detail else ""))
         violations.append(text)
-        nl = logs.get(nid)
         ex_refs = [excerpt(nl, len(nl.lines), before=8, after=0)] if nl and nl.lines else []
         details.append({"kind": "exit", "nodes": [nid], "text": text, "excerpts": ex_refs})
     for nid in node_ids:
         nl = logs.get(nid)
         for inc in (nl.incidents if nl else []):
-            violations.append(inc.text)
-            details.append({"kind": inc.kind, "nodes": [nid], "text": inc.text,
+            text = inc.text
+            if (nid, inc.line) in codes:
+                text += f"; the process exited with code {codes[(nid, inc.line)]}"
+            violations.append(text)
+            details.append({"kind": inc.kind, "nodes": [nid], "text": text,
                             "refs": [{"node": nid, "line": inc.line, "time": inc.time,
                                       "source": nl.source}],
                             "excerpts": [excerpt(nl, inc.line)]})

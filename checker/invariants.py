@@ -188,7 +188,7 @@ def one_vote_per_term(nodes: list[NodeEvidence]) -> InvariantResult:
                     f"({ev.where()})", [n.node], term=term,
                     refs=[ev0.ref(n.node), ev.ref(n.node)]))
         terms += len(first)
-    return _result(out, {"votes": votes, "node_terms_with_a_vote": terms},
+    return _result(out, {"vote_records": votes, "node_terms_with_a_vote": terms},
                    _missing(nodes, "events"))
 
 
