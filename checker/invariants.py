@@ -103,6 +103,14 @@ class NodeEvidence:
     durable: DurableState | None = None
     events: list[Event] | None = None
     missing: dict[str, str] = field(default_factory=dict)  # "durable"/"events" -> why
+    _reprs: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def entry_reprs(self) -> list[str]:
+        """repr() of each log entry, computed once: equal reprs mean equal entries
+        (and tell true from 1, which `==` does not)."""
+        if self._reprs is None:
+            self._reprs = list(map(repr, self.durable.entries if self.durable else []))
+        return self._reprs
 
 
 @dataclass
@@ -274,7 +282,7 @@ def log_matching(nodes: list[NodeEvidence]) -> InvariantResult:
     out, pairs, compared = [], 0, 0
     logs = _logs(nodes)
     for a, b in _pairs(sorted(logs)):
-        la, lb = logs[a], logs[b]
+        la, lb = logs[a].durable.entries, logs[b].durable.entries  # type: ignore[union-attr]
         pairs += 1
         top = 0
         for i in range(min(len(la), len(lb)), 0, -1):
@@ -282,7 +290,7 @@ def log_matching(nodes: list[NodeEvidence]) -> InvariantResult:
                 top = i
                 break
         compared += top
-        j = _first_difference(la, lb, top)
+        j = _first_difference(logs[a], logs[b], top)
         if j is not None:
             out.append(Violation(
                 "log-matching", f"Log Matching (Figure 3): {a} and {b} both hold term "
@@ -299,7 +307,8 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
     beyond the node's own log is itself a violation (Figure 2: commitIndex is the
     index of the highest log entry known committed)."""
     out: list[Violation] = []
-    logs = _logs(nodes)
+    by_id = _logs(nodes)
+    logs = {nid: n.durable.entries for nid, n in by_id.items()}  # type: ignore[union-attr]
     commits = {n.node: n.durable.commit for n in nodes
                if n.durable is not None and n.durable.commit is not None}
     for nid in sorted(commits):
@@ -313,7 +322,7 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
         pairs += 1
         m = min(commits[a], commits[b], len(logs[a]), len(logs[b]))
         compared += m
-        j = _first_difference(logs[a], logs[b], m)
+        j = _first_difference(by_id[a], by_id[b], m)
         if j is not None:
             out.append(Violation(
                 "state-machine-safety", f"State Machine Safety (Figure 3): {a} (commit "
@@ -403,31 +412,36 @@ def _worst(verdicts: Iterable[Any]) -> Any:
     return True if all(v is True for v in vs) else "unknown"
 
 
-def _logs(nodes: list[NodeEvidence]) -> dict[str, list[tuple[int, str]]]:
-    """Each node's log as (term, canonical JSON of the command): exact comparison."""
-    return {n.node: [(t, _json(c)) for t, c in n.durable.entries]
-            for n in nodes if n.durable is not None}
+def _logs(nodes: list[NodeEvidence]) -> dict[str, NodeEvidence]:
+    return {n.node: n for n in nodes if n.durable is not None}
 
 
 def _pairs(ids: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
 
 
-def _first_difference(la: list, lb: list, upto: int) -> int | None:
-    """The first 1-based index <= upto where the two logs differ, or None."""
-    if la[:upto] == lb[:upto]:
+def _first_difference(a: NodeEvidence, b: NodeEvidence, upto: int) -> int | None:
+    """The first 1-based index <= upto where the two logs differ, or None. Entries
+    are compared exactly as JSON (true is not 1; key order does not matter): their
+    reprs decide at C speed, canonical JSON where the reprs differ."""
+    ra, rb = a.entry_reprs(), b.entry_reprs()
+    if ra[:upto] == rb[:upto]:
         return None
-    return next(i + 1 for i in range(upto) if la[i] != lb[i])
+    la, lb = a.durable.entries, b.durable.entries  # type: ignore[union-attr]
+    for i in range(upto):
+        if ra[i] != rb[i] and (la[i][0] != lb[i][0] or _json(la[i][1]) != _json(lb[i][1])):
+            return i + 1
+    return None
 
 
-def _side(node: str, log: list[tuple[int, str]], index: int) -> str:
+def _side(node: str, log: list[tuple[int, Any]], index: int) -> str:
     if index > len(log):
         return f"{node} has no entry"
     term, cmd = log[index - 1]
-    return f"{node} has term {term} {_cut(cmd)}"
+    return f"{node} has term {term} {_cut(_json(cmd))}"
 
 
-def _window(logs: dict[str, list[tuple[int, str]]], index: int) -> list[dict]:
+def _window(logs: dict[str, list[tuple[int, Any]]], index: int) -> list[dict]:
     """The entries around `index` on each node, side by side: [{"index", node:
     {"term", "command"} | None}]."""
     rows = []
@@ -435,7 +449,7 @@ def _window(logs: dict[str, list[tuple[int, str]]], index: int) -> list[dict]:
     for i in range(max(1, index - CONTEXT_ENTRIES), min(top, index + CONTEXT_ENTRIES) + 1):
         row: dict[str, Any] = {"index": i}
         for nid, log in logs.items():
-            row[nid] = ({"term": log[i - 1][0], "command": json.loads(log[i - 1][1])}
+            row[nid] = ({"term": log[i - 1][0], "command": log[i - 1][1]}
                         if i <= len(log) else None)
         rows.append(row)
     return rows
