@@ -5,7 +5,8 @@ run); the default is store/latest. The history is read back from history.jsonl, 
 again with the options in test.json (--check-time-limit overrides the budget); the
 evidence checkers (campaign.evidence: node-health and raft-invariants) run again on the
 node logs and WALs the run left (nodes/, data/), with the unexpected exits the run
-recorded; results.json, history.txt and report.html are rewritten. Exit codes as
+recorded (a folder with neither nodes/ nor data/ gets the history checked only);
+results.json, history.txt and report.html are rewritten. Exit codes as
 `raftcheck test`.
 """
 
@@ -61,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
         results["warnings"].append(f"the run did not finish: {old['error']}")
     old_health = (old.get("checkers") or {}).get("node-health")
     exits = old_health.get("unexpected_exits") if isinstance(old_health, dict) else None
-    evidence.add_to_results(results, evidence.check_run(
-        run_dir, node_ids(run_dir, test), exits if isinstance(exits, list) else None))
+    if evidence.has_evidence(run_dir):
+        evidence.add_to_results(results, evidence.check_run(
+            run_dir, node_ids(run_dir, test), exits if isinstance(exits, list) else None))
+    else:
+        results["warnings"].append("no node logs or data in the run folder: only the "
+                                   "history was checked")
     results["warnings"].extend(render(run_dir, ops, results, test))
     store.write_json(old_path, results)
     for line in summary_lines(results, check_result) + evidence.summary_lines(results):

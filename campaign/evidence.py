@@ -38,6 +38,13 @@ MAX_HEALTH_DETAILS = 50
 SUMMARY_VIOLATIONS = 20   # violation lines printed per checker
 
 
+def has_evidence(run_dir: Path | str) -> bool:
+    """Whether the folder holds anything of the nodes (nodes/ or data/): a folder
+    with only a history (an imported one) has nothing for these checkers."""
+    return any((Path(run_dir) / sub).is_dir() and any((Path(run_dir) / sub).iterdir())
+               for sub in ("nodes", "data"))
+
+
 def check_run(run_dir: Path | str, node_ids: list[str],
               unexpected_exits: list[dict] | None) -> dict[str, dict]:
     """Both checkers on the evidence in `run_dir`. `unexpected_exits` is the cluster's
@@ -49,8 +56,14 @@ def check_run(run_dir: Path | str, node_ids: list[str],
     wal_problems: dict[str, str] = {}
     for nid in node_ids:
         ev = NodeEvidence(nid)
-        logs[nid] = _read_log(run_dir, nid, ev)
-        _read_wal(run_dir, nid, ev, wal_problems)
+        logs[nid] = None
+        try:
+            logs[nid] = _read_log(run_dir, nid, ev)
+            _read_wal(run_dir, nid, ev, wal_problems)
+        except Exception as e:  # unreadable evidence is missing evidence, not a crash
+            log.warning("reading the evidence of %s failed", nid, exc_info=True)
+            for kind in ("events", "durable"):
+                ev.missing.setdefault(kind, f"cannot read: {type(e).__name__}: {e}")
         nodes.append(ev)
     out: dict[str, dict] = {}
     for name, fn in (("node-health", lambda: node_health(node_ids, logs, unexpected_exits,
@@ -158,8 +171,6 @@ def node_health(node_ids: list[str], logs: dict[str, NodeLog | None],
                "unexpected_exits": None if unexpected_exits is None else len(unexpected_exits),
                "crash_signs_folded": sum(nl.folded for nl in present)}
     missing = [f"{nid}: no log nodes/{nid}.log" for nid in node_ids if logs.get(nid) is None]
-    if unexpected_exits is None:
-        missing.append("the cluster's unexpected exits were not recorded")
     out: dict[str, Any] = {
         "valid": False if violations else "unknown" if missing else True,
         "violations": violations, "checked": checked,
@@ -167,6 +178,9 @@ def node_health(node_ids: list[str], logs: dict[str, NodeLog | None],
         "details": details[:MAX_HEALTH_DETAILS]}
     if missing and not violations:
         out["unknown_reason"] = "; ".join(missing)
+    if unexpected_exits is None:  # a Python node's crash leaves its traceback in the log
+        out["note"] = ("the cluster's unexpected exits were not recorded (a run stored "
+                       "before they were): only the node logs were read")
     return out
 
 
@@ -206,6 +220,8 @@ def summary_lines(results: dict) -> list[str]:
         lines.append(f"{name}: {shown} ({_checked_line(name, c)})")
         if valid is not True and valid is not False and c.get("unknown_reason"):
             lines.append(f"  {c['unknown_reason']}")
+        if c.get("note"):
+            lines.append(f"  note: {c['note']}")
         vs = c.get("violations") or []
         lines.extend(f"  {v}" for v in vs[:SUMMARY_VIOLATIONS])
         if len(vs) > SUMMARY_VIOLATIONS:
@@ -218,8 +234,8 @@ def _checked_line(name: str, c: dict) -> str:
     ch = c.get("checked") or {}
     if name == "node-health":
         exits = ch.get("unexpected_exits")
-        return (f"{ch.get('nodes', 0)} nodes: "
-                f"{'unexpected exits not recorded' if exits is None else f'{exits} unexpected exits'}, "
+        shown = "unexpected exits not recorded" if exits is None else f"{exits} unexpected exits"
+        return (f"{ch.get('nodes', 0)} nodes: {shown}, "
                 f"{ch.get('fatal_events', 0)} fatal events, {ch.get('error_records', 0)} "
                 f"errors in {ch.get('log_lines', 0):,} log lines")
     inv = c.get("invariants") or {}

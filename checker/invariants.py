@@ -267,7 +267,8 @@ def _recovery_violation(node: str, durable: tuple[int, str | None, Event], term:
     if term < t0:
         return Violation("terms-never-decrease", f"currentTerm never decreases (Figure 2): "
                          f"{subject} term {term}, below term {t0} it had "
-                         f"{_HOW.get(ev0.kind, 'seen')} ({ev0.where()})", [node], term=t0, refs=refs)
+                         f"{_HOW.get(ev0.kind, 'seen')} ({ev0.where()})", [node], term=t0,
+                         refs=refs)
     if term == t0 and v0 is not None and vote != v0:
         return Violation("terms-never-decrease", f"votedFor is kept (Figure 2): "
                          f"{subject} term {term} and vote {_json(vote)}, but it had voted for "

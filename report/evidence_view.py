@@ -71,8 +71,8 @@ def _checker(name: str, res: dict) -> str:
     if lines:
         more = (f"<li>... {len(lines) - MAX_LINES} more in results.json</li>"
                 if len(lines) > MAX_LINES else "")
-        parts.append(f'<ol class="violations">{"".join(f"<li>{_e(v)}</li>" for v in lines[:MAX_LINES])}'
-                     f"{more}</ol>")
+        items = "".join(f"<li>{_e(v)}</li>" for v in lines[:MAX_LINES])
+        parts.append(f'<ol class="violations">{items}{more}</ol>')
     details = [d for d in res.get("details") or [] if isinstance(d, dict)]
     for n, d in enumerate(details[:MAX_DETAILS], 1):
         parts.append(_detail(name, n, d))
@@ -104,7 +104,8 @@ def _invariants_table(res: dict) -> str:
 
 def _detail(name: str, n: int, d: dict) -> str:
     ident = f"ev-{name}-{n}"
-    parts = [f'<div class="ev-detail" id="{_e(ident)}"><p class="ev-text">{_e(d.get("text", ""))}</p>']
+    parts = [f'<div class="ev-detail" id="{_e(ident)}">'
+             f'<p class="ev-text">{_e(d.get("text", ""))}</p>']
     entries = d.get("entries")
     if isinstance(entries, list) and entries:
         parts.append(_entries(entries, d.get("nodes") or [], d.get("index")))

@@ -247,10 +247,14 @@ def test_a_torn_tail_is_what_a_crash_leaves_and_is_fine(tmp_path):
     assert out["raft-invariants"]["valid"] is True
 
 
-def test_unrecorded_exits_make_health_unknown(tmp_path):
+def test_unrecorded_exits_leave_health_to_the_logs(tmp_path):
     h = check_run(make_run(tmp_path), IDS, None)["node-health"]
-    assert h["valid"] == "unknown"
-    assert h["unknown_reason"] == "the cluster's unexpected exits were not recorded"
+    assert h["valid"] is True and h["checked"]["unexpected_exits"] is None
+    assert h["note"].startswith("the cluster's unexpected exits were not recorded")
+    logs = {nid: clean_log(nid) for nid in IDS}
+    logs["n2"][7:7] = FATAL
+    h = check_run(make_run(tmp_path / "2", logs=logs), IDS, None)["node-health"]
+    assert h["valid"] is False and len(h["violations"]) == 1
 
 
 def test_garbage_files_never_raise(tmp_path):
