@@ -156,7 +156,7 @@ def node_health(node_ids: list[str], logs: dict[str, NodeLog | None],
             details.append({"kind": inc.kind, "nodes": [nid], "text": text,
                             "refs": [{"node": nid, "line": inc.line, "time": inc.time,
                                       "source": nl.source}],
-                            "excerpts": [excerpt(nl, inc.line)]})
+                            "excerpts": [excerpt(nl, inc.line, before=6)]})
     for nid, why in sorted((wal_problems or {}).items()):
         text = f"{nid}'s raft.wal cannot be recovered (the node would refuse to start): {why}"
         violations.append(text)
