@@ -2,8 +2,12 @@
 
 RUN is a run folder, a test folder (its latest run) or a store folder (its latest
 run); the default is store/latest. The history is read back from history.jsonl, checked
-again with the options in test.json (--check-time-limit overrides the budget), and
-results.json, history.txt and report.html are rewritten. Exit codes as `raftcheck test`.
+again with the options in test.json (--check-time-limit overrides the budget); the
+evidence checkers (campaign.evidence: node-health and raft-invariants) run again on the
+node logs and WALs the run left (nodes/, data/), with the unexpected exits the run
+recorded (a folder with neither nodes/ nor data/ gets the history checked only);
+results.json, history.txt and report.html are rewritten. Exit codes as
+`raftcheck test`.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathlib import Path
+
 from history.errors import BadInput
-from campaign import store
+from campaign import evidence, store
 from campaign.runner import (check_history, exit_code, render, summary_lines,
-                             verdict_line, write_history_txt)
+                             write_history_txt)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +60,31 @@ def run(args: argparse.Namespace) -> int:
     results["final_start_ns"] = final_start_ns
     if old.get("error"):
         results["warnings"].append(f"the run did not finish: {old['error']}")
+    old_health = (old.get("checkers") or {}).get("node-health")
+    exits = old_health.get("unexpected_exits") if isinstance(old_health, dict) else None
+    if evidence.has_evidence(run_dir):
+        evidence.add_to_results(results, evidence.check_run(
+            run_dir, node_ids(run_dir, test), exits if isinstance(exits, list) else None))
+    else:
+        results["warnings"].append("no node logs or data in the run folder: only the "
+                                   "history was checked")
     results["warnings"].extend(render(run_dir, ops, results, test))
     store.write_json(old_path, results)
-    for line in summary_lines(results, check_result):
+    for line in summary_lines(results, check_result) + evidence.summary_lines(results):
         print(line)
-    print(verdict_line(results["valid"]))
+    print(evidence.verdict_line(results))
     print(run_dir)
     return exit_code(results["valid"])
+
+
+def node_ids(run_dir: Path, test: dict) -> list[str]:
+    """The run's nodes: n1..nN from test.json, and any other node that left a log or
+    a data folder."""
+    from cluster.topology import node_ids as ids_of
+    count = test.get("options", {}).get("nodes")
+    found = set(ids_of(count)) if isinstance(count, int) and 0 < count <= 100 else set()
+    found |= {p.stem for p in (run_dir / "nodes").glob("*.log")}
+    data = run_dir / "data"
+    if data.is_dir():
+        found |= {p.name for p in data.iterdir() if p.is_dir()}
+    return sorted(found, key=lambda n: (len(n), n))

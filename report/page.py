@@ -1,8 +1,10 @@
 """Report: one self-contained HTML page that tells the story of a run.
 
 `render_report(ops, results, test, out_path)` writes report.html: the verdict and its
-explanation, the options and seed (test.json; None offline), stats, availability during
-faults, for every failure the Porcupine-like failing window and the shrunk
+explanation, a badge per checker, the options and seed (test.json; None offline), stats,
+availability during faults, the evidence checkers (node health and Raft's invariants,
+with the node log lines and log entries each violation names: report.evidence_view),
+for every failure the Porcupine-like failing window and the shrunk
 counterexample (report.failure_view), the interactive timeline (report.timeline) and the
 latency and rate plots (report.plots). CSS, script and images are inline: the page
 needs no network and opens from a CI artifact.
@@ -24,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from report import failure_view, plots, timeline
+from report import evidence_view, failure_view, plots, timeline
 from history.intervals import Intervals, _short, availability, pair
 
 log = logging.getLogger(__name__)
@@ -110,16 +112,23 @@ def build_page(ops: list, results: dict, test: dict | None, warnings: list[str])
     if len(iv.warnings) > 20:
         warnings.append(f"report: {len(iv.warnings) - 20} more history events not drawn")
     by_index = iv.by_index()
-    failures = [(name, f) for name, res in (results.get("checkers") or {}).items()
-                if isinstance(res, dict) for f in (res.get("failures") or [])
+    lin = (results.get("checkers") or {}).get("linearizable")
+    failures = [("linearizable", f) for f in ((lin.get("failures") or [])
+                                              if isinstance(lin, dict) else [])
                 if isinstance(f, dict)]
     marks = _marks(failures[:1], by_index)
     name = (test or {}).get("name") or "offline check"
     body = [f'<header><h1>raftcheck: {_e(name)}</h1>',
-            _verdict_block(results.get("valid", "unknown")), "</header>",
-            '<nav><a href="#summary">summary</a> <a href="#failures">failures</a> '
+            _verdict_block(results.get("valid", "unknown")),
+            _section(warnings, "checker badges", lambda: evidence_view.badges(results)),
+            "</header>",
+            '<nav><a href="#summary">summary</a> <a href="#evidence">evidence</a> '
+            '<a href="#failures">failures</a> '
             '<a href="#timeline">timeline</a> <a href="#plots">plots</a></nav>']
     body.append(_section(warnings, "summary", lambda: _summary(results, test, iv)))
+    body.append('<section id="evidence"><h2>Node health and Raft invariants</h2>')
+    body.append(_section(warnings, "evidence", lambda: evidence_view.section(results)))
+    body.append("</section>")
     body.append('<section id="failures"><h2>Failures</h2>')
     body.append(_section(warnings, "failures", lambda: _failures(failures, iv, by_index)))
     body.append("</section>")
@@ -194,8 +203,10 @@ def _summary(results: dict, test: dict | None, iv: Intervals) -> str:
             continue
         label = VERDICTS.get(res.get("valid") if res.get("valid") in (True, False) else "unknown")[0]
         text = f"{name}: {label}"
-        if res.get("valid") is False:
+        if res.get("valid") is False and name == "linearizable":
             text += f", {len(res.get('failures') or [])} key(s) not linearizable"
+        elif res.get("valid") is False and isinstance(res.get("violations"), list):
+            text += f", {len(res['violations'])} violation(s)"
         why = res.get("unknown_reason") or res.get("reason") or res.get("error")
         if res.get("valid") is not True and why:
             text += f" ({why})"
@@ -322,5 +333,6 @@ def _page(title: str, body: str) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>{_e(title)}</title><style>{CSS}{failure_view.CSS}{timeline.CSS}</style></head>"
+            f"<title>{_e(title)}</title><style>{CSS}{failure_view.CSS}{timeline.CSS}"
+            f"{evidence_view.CSS}</style></head>"
             f"<body>{body}</body></html>")

@@ -1,7 +1,8 @@
 """`raftcheck serve`: browse the store in a web browser.
 
 The index is a table of runs (SPEC section 8: store/<test-name>/<timestamp>/), newest
-first: name, time, verdict (coloured), op count and links to the report, the history,
+first: name, time, verdict (coloured), the checkers that failed (linearizable,
+node-health, raft-invariants), op count and links to the report, the history,
 results.json, the logs and a zip of the folder. Files are served from under /runs/.
 
 It serves only files inside the store: a request path is refused (403) when it is
@@ -140,11 +141,13 @@ def _dirs(parent: Path) -> list[Path]:
 
 
 def _describe(store: Path, name: str, run_dir: Path) -> dict:
-    verdict, ops = "?", None
+    verdict, ops, failed = "?", None, []
     try:
         res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
         verdict = {True: "valid", False: "invalid"}.get(res.get("valid"), "unknown")
         ops = (res.get("stats") or {}).get("ops")
+        failed = [str(name) for name, c in (res.get("checkers") or {}).items()
+                  if isinstance(c, dict) and c.get("valid") is False]
     except (OSError, ValueError, AttributeError):
         verdict = "no results"
     try:
@@ -156,6 +159,7 @@ def _describe(store: Path, name: str, run_dir: Path) -> dict:
     rel = f"{name}/{run_dir.name}"
     return {"name": name, "stamp": run_dir.name, "time": shown, "sort": when.isoformat(),
             "verdict": verdict, "ops": ops if isinstance(ops, int) else None, "rel": rel,
+            "failed": failed,
             "files": {f: (run_dir / f).is_file() for f in
                       ("report.html", "history.txt", "history.jsonl", "results.json")},
             "logs": (run_dir / "nodes").is_dir()}
@@ -174,6 +178,7 @@ async def index(request: web.Request) -> web.Response:
         rows.append(
             f'<tr class="run"><td>{html.escape(r["name"])}</td><td>{html.escape(r["time"])}</td>'
             f'<td class="v {html.escape(r["verdict"].replace(" ", "-"))}">{html.escape(r["verdict"])}</td>'
+            f'<td class="failed">{html.escape(", ".join(r["failed"]))}</td>'
             f'<td>{"" if r["ops"] is None else format(r["ops"], ",")}</td>'
             f'<td>{link("report.html", "report")} {link("history.txt", "history")} '
             f'{link("history.jsonl", "jsonl")} {link("results.json", "results")} '
@@ -183,7 +188,7 @@ async def index(request: web.Request) -> web.Response:
     more = (f"<p>{len(runs) - MAX_RUNS} older runs not listed.</p>" if len(runs) > MAX_RUNS else "")
     body = (f"<h1>raftcheck store</h1><p><code>{html.escape(str(store))}</code>: "
             f"{len(runs)} runs.</p>"
-            '<table><tr><th>test</th><th>time</th><th>verdict</th><th>ops</th><th>files</th></tr>'
+            '<table><tr><th>test</th><th>time</th><th>verdict</th><th>failed checkers</th><th>ops</th><th>files</th></tr>'
             + "".join(rows) + "</table>" + more)
     return web.Response(text=_page("raftcheck store", body), content_type="text/html")
 

@@ -208,3 +208,65 @@ def test_empty_unknown_run_renders(browser, tmp_path):
     assert browser.find_element("id", "verdict").text == "UNKNOWN"
     assert "time limit 1 s reached at key 3" in browser.find_element("id", "summary").text
     assert browser.execute_script("return window.raftcheckTimeline.drawn") == 0
+
+
+def _evidence_run(tmp_path: Path, evil: str = "") -> dict:
+    """The evidence checkers, computed by campaign.evidence on real files: two leaders
+    in term 2 (with their log lines) and logs that differ at a committed index."""
+    from campaign.evidence import add_to_results, check_run
+    from tests.test_evidence import IDS, LOG, W6, clean_log, event, make_run, wal
+    logs = {nid: clean_log(nid) for nid in IDS}
+    logs["n2"].insert(6, event(5, "n2", event="leader", term=2))
+    logs["n1"].insert(5, "2026-01-01T00:00:04.500 INFO n1 raftcheck.node.server: " + evil)
+    bad = [(1, None), (1, {"op": "write", "key": evil or 1, "value": 6})]
+    run = make_run(tmp_path, logs=logs, wals={"n3": wal(2, "n1", 2, bad)})
+    ops = synthetic_history(300, seed=6)
+    results = add_to_results(results_for(ops), check_run(run, IDS, []))
+    return {"ops": ops, "results": results}
+
+
+def test_evidence_violations_show_with_their_log_lines_and_entries(browser, tmp_path):
+    run = _evidence_run(tmp_path)
+    results = run["results"]
+    assert results["checkers"]["linearizable"]["valid"] is True
+    assert results["valid"] is False
+    out = tmp_path / "report.html"
+    assert render_report(run["ops"], results, TEST_JSON, out) == []
+    assert _open(browser, out) == []
+    assert browser.find_element("id", "verdict").text == "INVALID"
+    # near the top: one badge per checker with its verdict
+    badges = {b.get_attribute("data-checker"): b.text for b in
+              browser.find_elements("css selector", "#checkers .badge")}
+    assert badges == {"linearizable": "linearizable: VALID",
+                      "node-health": "node-health: VALID",
+                      "raft-invariants": "raft-invariants: INVALID"}
+    section = browser.find_element("id", "ev-raft-invariants")
+    assert "Election Safety (Figure 3): term 2 has 2 leaders" in section.text
+    row = browser.find_element("css selector", 'tr[data-invariant="election-safety"]')
+    assert "INVALID" in row.text and "leader events 3" in row.text
+    # the leader lines of both nodes, marked in their excerpts
+    marked = [m.text for m in browser.find_elements(
+        "css selector", "#ev-raft-invariants-1 pre.logx .mark")]
+    assert len(marked) == 2 and all('"event":"leader","term":2' in m for m in marked)
+    # the diverging entries side by side, the differing index marked
+    diverge = browser.find_elements("css selector", "#ev-raft-invariants .entries tr.diverge")
+    assert diverge and diverge[0].text.startswith("2 ")
+    assert '"value":6' in diverge[0].text and '"value":5' in diverge[0].text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_evidence_text_cannot_inject_script(browser, tmp_path):
+    evil = "</pre><script>window.pwned=1</script><img src=x onerror='window.pwned=2'>"
+    run = _evidence_run(tmp_path, evil)
+    out = tmp_path / "report.html"
+    render_report(run["ops"], run["results"], TEST_JSON, out)
+    assert _open(browser, out) == []
+    assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_a_run_without_evidence_says_so(tmp_path):
+    ops = synthetic_history(100, seed=2)
+    out = tmp_path / "report.html"
+    assert render_report(ops, results_for(ops), TEST_JSON, out) == []
+    page = out.read_text(encoding="utf-8")
+    assert 'id="no-evidence"' in page and 'data-checker="linearizable"' in page

@@ -26,7 +26,8 @@ from report.page import render_report
 from report.sample import results_for, synthetic_history
 
 SECRET = "top-secret-marker-7f3a"
-RUNS = (("reg-ok", False, "20261126T030000.000"), ("reg-bad", True, "20261126T031500.123"))
+RUNS = (("reg-ok", False, "20261126T030000.000"), ("reg-bad", True, "20261126T031500.123"),
+        ("reg-raft", False, "20261126T031000.000"))
 
 
 def _make_store(root: Path) -> Path:
@@ -36,6 +37,11 @@ def _make_store(root: Path) -> Path:
         (run / "nodes").mkdir(parents=True)
         ops = synthetic_history(300, seed=3, stale_read=stale)
         results = results_for(ops)
+        if name == "reg-raft":  # linearizable, but a Raft invariant failed
+            results["checkers"]["raft-invariants"] = {
+                "valid": False, "violations": ["Election Safety (Figure 3): term 2 has 2 "
+                                               "leaders: n1, n2"], "checked": {}}
+            results["valid"] = False
         with open(run / "history.jsonl", "w", encoding="utf-8") as f:
             f.writelines(op.to_json() + "\n" for op in ops)
         (run / "history.txt").write_text("0 0 invoke write 0 1\n", encoding="utf-8")
@@ -115,9 +121,11 @@ def test_index_lists_runs_with_coloured_verdicts_and_links(server):
     page = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/html")
     rows = re.findall(r'<tr class="run">(.*?)</tr>', page)
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert [re.search(r"<td>([^<]*)</td>", r).group(1) for r in rows] == \
-        ["reg-crash", "reg-bad", "reg-ok"]  # newest first
+        ["reg-crash", "reg-bad", "reg-raft", "reg-ok"]  # newest first
+    failed = [re.search(r'<td class="failed">([^<]*)</td>', r).group(1) for r in rows]
+    assert failed == ["", "linearizable", "raft-invariants", ""]
     assert 'class="v invalid">invalid<' in page and 'class="v valid">valid<' in page
     assert 'class="v no-results">no results<' in page
     assert "evil-dir" not in page and "latest" not in page
