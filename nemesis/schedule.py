@@ -1,17 +1,37 @@
-"""The nemesis schedule: when faults start and stop, and their record in the history.
+"""The nemesis schedule: when faults start and stop, whom they hit, and their record.
 
-`Nemesis.run(stop)` alternates, like Jepsen's generator `(cycle [(sleep dt) start
-(sleep dt) stop])`: a quiet period, one fault started, a faulty period, that fault
-stopped; each period lasts the interval times a seeded jitter (0.5 .. 1.5). At most
-one fault is active at a time. Every start and stop is written to the history as two
-`info` ops of process "nemesis" (SPEC section 7): the invoke says what is asked, the
-completion what was done (or carries an `error`). `heal_all()` ends whatever is
-active, verifies the network is healed, and is always called when `run` returns, so
-a run ends healed; a heal that cannot be done raises `NemesisError`.
+Like Jepsen's combined nemesis (`jepsen.nemesis.combined`), faults come in
+*packages* that run side by side, each cycling `(sleep quiet) start (sleep hold)
+stop` on its own seeded clock, so that faults of different packages overlap (a
+partition while a node is down):
 
-Faults: partition (a grudge of a seeded shape, nemesis.partition), latency (a
-latency toxic with jitter on every link), kill (SIGKILL, then restart) and pause
-(SIGSTOP, then resume) of seeded targets (nemesis.process).
+  network   partition (a grudge of a seeded shape, nemesis.partition), latency (a
+            latency toxic with jitter on every link: messages a node sends on two
+            connections overtake each other)
+  process   kill (SIGKILL, then restart on the same data), pause (SIGSTOP, then
+            SIGCONT), restart (kill every node, then start them all)
+
+Within a package one fault holds at a time. Periods are the interval times a seeded
+factor: quiet 0.2-1.0, hold 0.3-1.5 (a whole-cluster restart: 0.05-0.5), the first
+quiet period 0.1-0.5, so a short run still sees many faults. Faults follow the
+leader (nemesis.observe asks GET /status): a partition puts the current leader on
+the side it cuts off with probability `leader_bias`; kill and pause take a target
+(nemesis.process) among one, minority, majority, followers, leader, new-leader and
+candidate. For new-leader and candidate the nemesis hits the current leader, watches
+the election closely, hits the winner (or the candidate) the moment it shows, and
+brings the first node back at once: leaders change in quick succession and old
+leaders return with their logs, as in the paper's Figure 8.
+
+Every action is two `info` ops of process "nemesis" (SPEC section 7): the invoke
+says what is asked, the completion what was done (or carries an `error`). Starts
+carry `target` (how the nodes were chosen) and, when a leader was seen, its `term`;
+a kill's completion carries `lost_bytes` when the cluster loses unsynced writes
+(crash_fs). `heal_all()` ends whatever is in force, verifies the network is healed
+and that no node is still held, and is always called when `run` returns, so a run
+ends healed; a heal that cannot be done raises `NemesisError`. A node that a restart
+cannot bring back because it exits by itself is the node's failure, not the
+nemesis's: the completion records it and the heal goes on (the runner reports the
+node's exit).
 """
 
 from __future__ import annotations
@@ -20,23 +40,45 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cluster.base import Cluster, ClusterError
+from cluster.toxiproxy import ToxiproxyError
 from cluster.topology import proxy_pairs
 from history.errors import BadInput
 from history.ops import INFO, NEMESIS
 from history.writer import HistoryWriter
 from nemesis import partition, process
-from cluster.toxiproxy import ToxiproxyError
+from nemesis.observe import CANDIDATE, LEADER, Observer
 
 log = logging.getLogger("raftcheck.nemesis")
 
-FAULTS = ("partition", "kill", "pause", "latency")
-DEFAULT_TARGETS = ("one", "minority", "majority", "leader")
-LATENCIES_MS = (50, 100, 200)
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "network": ("partition", "latency"),
+    "process": ("kill", "pause", "restart"),
+}
+# how often a package picks each kind, relatively: a whole-cluster restart stops
+# everything for a second or two, so it comes less often
+WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1}
+FAULTS = ("partition", "kill", "pause", "restart", "latency")
+DEFAULT_TARGETS = ("one", "minority", "followers", "leader", "new-leader", "candidate")
+LATENCIES_MS = (20, 50, 100)    # each with a jitter as large: delays of 0 .. 2x
+DEFAULT_INTERVAL_S = 2.0
+DEFAULT_LEADER_BIAS = 0.75
+FIRST_QUIET = (0.1, 0.5)        # factors of the interval
+QUIET = (0.2, 1.0)
+HOLD = (0.3, 1.5)
+RESTART_HOLD = (0.05, 0.5)      # a whole-cluster restart: down briefly
 HEAL_ATTEMPTS = 3
+JOIN_S = 90.0                   # a package's action in hand when the run stops
+
+# the stop of each start, by fault kind
+STOP_F = {"partition": "stop-partition", "latency": "stop-latency", "kill": "start",
+          "pause": "resume", "restart": "start-cluster"}
+START_F = {"partition": "start-partition", "latency": "start-latency", "kill": "kill",
+           "pause": "pause", "restart": "kill-cluster"}
 
 
 class NemesisError(Exception):
@@ -44,27 +86,38 @@ class NemesisError(Exception):
 
 
 @dataclass
-class _Active:
-    """The fault in force: its kind, the nodes it holds, a short text."""
+class Held:
+    """A fault in force: its kind, the nodes it holds, how they were chosen."""
 
     kind: str
     nodes: list[str] = field(default_factory=list)
+    target: str | None = None
     text: str = ""
+
+
+@dataclass
+class _Done:
+    """What an action did: the completion's value and extra fields."""
+
+    value: Any
+    extra: dict = field(default_factory=dict)
 
 
 class Nemesis:
     """Starts and stops faults on `cluster` on a seeded schedule (module doc).
 
     `faults` is a subset of FAULTS; `targets` (for kill and pause) a subset of
-    nemesis.process.TARGETS (default: one, minority, majority, leader; "all" only when
-    asked); `shapes` a subset of nemesis.partition.SHAPES (default: all of them).
-    `leader_bias` is the chance that a partition cuts off the current leader's side.
+    nemesis.process.TARGETS (default DEFAULT_TARGETS; "all" only when asked: the
+    restart fault covers it); `shapes` a subset of nemesis.partition.SHAPES (default:
+    all of them). `interval_s` scales every period. `leader_bias` is the chance that
+    a partition cuts off the current leader's side.
     """
 
-    def __init__(self, cluster: Cluster, faults: list[str], interval_s: float = 10.0,
-                 seed: int = 0, history: HistoryWriter | None = None,
-                 targets: list[str] | None = None, shapes: list[str] | None = None,
-                 latencies_ms: list[int] | None = None, leader_bias: float = 0.5) -> None:
+    def __init__(self, cluster: Cluster, faults: list[str],
+                 interval_s: float = DEFAULT_INTERVAL_S, seed: int = 0,
+                 history: HistoryWriter | None = None, targets: list[str] | None = None,
+                 shapes: list[str] | None = None, latencies_ms: list[int] | None = None,
+                 leader_bias: float = DEFAULT_LEADER_BIAS) -> None:
         self.cluster = cluster
         self.faults = _subset(faults, FAULTS, "nemesis")
         self.targets = _subset(targets or list(DEFAULT_TARGETS), process.TARGETS,
@@ -72,79 +125,142 @@ class Nemesis:
         self.shapes = _subset(shapes or list(partition.SHAPES), partition.SHAPES,
                               "partition-shapes")
         self.latencies_ms = list(latencies_ms or LATENCIES_MS)
-        if not interval_s > 0:
+        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) \
+                or not interval_s > 0:
             raise BadInput(f"nemesis interval must be > 0 seconds, got {interval_s!r}",
                            field="nemesis-interval")
+        if not 0.0 <= leader_bias <= 1.0:
+            raise BadInput(f"must be between 0 and 1, got {leader_bias!r}",
+                           field="leader-bias")
         self.interval_s = float(interval_s)
         self.seed = seed
-        self.rng = random.Random(seed)
         self.history = history
         self.leader_bias = leader_bias
-        self.active: str | None = None  # a short text of the current fault
-        self.counts: dict[str, int] = {}  # faults started, by kind
-        self._current: _Active | None = None
-        self._lock = threading.RLock()
+        self.packages = {pkg: [k for k in kinds if k in self.faults]
+                         for pkg, kinds in PACKAGES.items()}
+        self.packages = {pkg: kinds for pkg, kinds in self.packages.items() if kinds}
+        self._rngs = {pkg: random.Random(f"{seed}/{pkg}") for pkg in PACKAGES}
+        self._rng = random.Random(seed)
+        self.counts: Counter[str] = Counter()          # faults started, by kind
+        self.target_counts: Counter[str] = Counter()   # "kill new-leader": n
+        self.lost_bytes = 0                            # unsynced bytes lost by kills
+        self.errors: list[BaseException] = []
+        self.observer = Observer(cluster)
+        self._held: dict[str, list[Held]] = {pkg: [] for pkg in PACKAGES}
+        self._locks = {pkg: threading.RLock() for pkg in PACKAGES}
+        self._state = threading.Lock()
+        self._stop = threading.Event()
+
+    # --- what is in force -----------------------------------------------------------
+
+    @property
+    def active(self) -> str | None:
+        """A short text of every fault in force ("partition one n1 | n2 n3 + kill n2
+        (leader)"), or None."""
+        with self._state:
+            texts = [h.text for pkg in PACKAGES for h in self._held[pkg]]
+        return " + ".join(texts) if texts else None
+
+    def held(self) -> list[Held]:
+        with self._state:
+            return [h for pkg in PACKAGES for h in self._held[pkg]]
+
+    def _down(self) -> set[str]:
+        """Nodes killed or paused by the nemesis (left out of status polls)."""
+        return {n for h in self.held() if h.kind in ("kill", "pause", "restart")
+                for n in h.nodes}
+
+    def _live(self) -> list[str]:
+        down = self._down()
+        return [n for n in self.cluster.node_ids if n not in down]
 
     # --- the schedule -------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Alternate quiet and faulty periods until `stop` is set; end healed."""
+        """Run every package until `stop` is set; end healed (module doc)."""
+        self._stop = stop
+        threads = [threading.Thread(target=self._package_loop, args=(pkg, stop),
+                                    name=f"nemesis-{pkg}", daemon=True)
+                   for pkg in self.packages]
         try:
-            while self.faults and not stop.is_set():
-                if stop.wait(self._period()):
-                    break
-                self.start_fault()
-                if stop.wait(self._period()):
-                    break
-                self.stop_fault()
-            stop.wait()  # no faults, or stop set: nothing more to do
+            for t in threads:
+                t.start()
+            stop.wait()
+            for t in threads:
+                t.join(timeout=JOIN_S)
         finally:
-            self.heal_all()
+            try:
+                self.heal_all()
+            finally:
+                self.observer.close()
+        if self.errors:
+            raise self.errors[0]
 
-    def _period(self) -> float:
-        return self.interval_s * self.rng.uniform(0.5, 1.5)
+    def _package_loop(self, pkg: str, stop: threading.Event) -> None:
+        rng = self._rngs[pkg]
+        try:
+            quiet = self._period(rng, FIRST_QUIET)
+            while not stop.wait(quiet):
+                kinds = self.packages[pkg]
+                kind = rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0]
+                self.start_fault(kind)
+                hold = self._period(rng, RESTART_HOLD if kind == "restart" else HOLD)
+                if stop.wait(hold):
+                    break
+                self.stop_fault(pkg)
+                quiet = self._period(rng, QUIET)
+        except BaseException as e:  # noqa: BLE001 - handed to run()
+            log.error("nemesis %s package failed: %s", pkg, e, exc_info=True)
+            self.errors.append(e)
+
+    def _period(self, rng: random.Random, factors: tuple[float, float]) -> float:
+        return self.interval_s * rng.uniform(*factors)
 
     # --- one fault ------------------------------------------------------------------
 
     def start_fault(self, kind: str | None = None) -> None:
-        """Start one fault (a seeded choice among `faults`, unless `kind` is given)."""
-        with self._lock:
-            if self._current is not None:
-                self.stop_fault()
-                if self._current is not None:  # still not undone: no second fault
+        """Start one fault of `kind` (default: a seeded choice among `faults`). A
+        fault of the same package still in force is stopped first; if it cannot be,
+        nothing starts."""
+        if kind is None:
+            kind = self._rng.choice(self.faults)
+        if kind not in self.faults:
+            raise ValueError(f"fault {kind!r} not enabled (enabled: {self.faults})")
+        pkg = _package_of(kind)
+        with self._locks[pkg]:
+            if self._held[pkg]:
+                self.stop_fault(pkg)
+                if self._held[pkg]:  # still not undone: no second fault
                     return
-            kind = kind or self.rng.choice(self.faults)
-            if kind not in FAULTS:
-                raise ValueError(f"unknown fault {kind!r}")
-            self.counts[kind] = self.counts.get(kind, 0) + 1
             try:
-                getattr(self, "_start_" + kind)()
+                getattr(self, "_start_" + kind)(self._rngs[pkg])
             except (ClusterError, ToxiproxyError) as e:
                 # recorded as the completion's error; the stop (or heal_all) undoes it
-                log.warning("nemesis: starting %s failed: %s", self.active, e)
+                log.warning("nemesis: starting %s failed: %s", kind, e)
 
-    def stop_fault(self) -> None:
-        """Stop the active fault, if any (errors are recorded; heal_all retries)."""
-        with self._lock:
-            current = self._current
-            if current is None:
-                return
-            try:
-                self._stop(current)
-            except (ClusterError, ToxiproxyError) as e:
-                log.warning("nemesis: stopping %s failed: %s", current.text, e)
+    def stop_fault(self, package: str | None = None) -> None:
+        """Stop the faults in force (of one package, or all); errors are recorded and
+        the fault stays held (heal_all retries)."""
+        for pkg in ([package] if package else list(PACKAGES)):
+            with self._locks[pkg]:
+                for held in reversed(list(self._held[pkg])):
+                    try:
+                        self._undo(pkg, held)
+                    except (ClusterError, ToxiproxyError) as e:
+                        log.warning("nemesis: stopping %s failed: %s", held.text, e)
 
     def heal_all(self) -> None:
-        """End every active fault and verify the network is healed; record it.
-
-        Raises NemesisError if the cluster cannot be brought back."""
-        with self._lock:
-            current = self._current
+        """End every fault in force, verify the network is healed and no node is
+        held; record it. Raises NemesisError if the cluster cannot be brought back."""
+        for lock in self._locks.values():
+            lock.acquire()
+        try:
             last: Exception | None = None
             for attempt in range(HEAL_ATTEMPTS):
                 try:
-                    if current is not None and self._current is not None:
-                        self._stop(current)
+                    for pkg in PACKAGES:
+                        for held in reversed(list(self._held[pkg])):
+                            self._undo(pkg, held)
                     self._verify_or_heal()
                     return
                 except (ClusterError, ToxiproxyError) as e:
@@ -152,6 +268,9 @@ class Nemesis:
                     log.warning("nemesis: heal attempt %d failed: %s", attempt + 1, e)
                     time.sleep(0.5 * (attempt + 1))
             raise NemesisError(f"the cluster could not be healed: {last}") from last
+        finally:
+            for lock in self._locks.values():
+                lock.release()
 
     def _verify_or_heal(self) -> None:
         """Verify no toxic is left; if one is, heal (recorded) and verify again."""
@@ -159,89 +278,171 @@ class Nemesis:
             self.cluster.toxiproxy.verify_healed()
         except ToxiproxyError as e:
             log.warning("nemesis: network not healed (%s); healing", e)
-            self._record("stop-partition", None,
-                         lambda: (self.cluster.toxiproxy.heal(), "network-healed")[1])
+            self._record("stop-partition", None, self._heal_network)
+        if self.held():
+            raise ClusterError(f"faults still in force: {self.active}")
 
     # --- starts -----------------------------------------------------------------------
 
-    def _start_partition(self) -> None:
-        shape = self.rng.choice(self.shapes)
-        cut_leader = self.rng.random() < self.leader_bias
-        leader = process.leader_of(self.cluster) if cut_leader else None
-        grudge = partition.grudge_for(shape, self.cluster.node_ids, self.rng,
-                                      leader=leader, leader_first=cut_leader)
-        text = f"partition {shape} {partition.describe(grudge, self.cluster.node_ids)}"
-        self._set(_Active("partition", text=text))
+    def _start_partition(self, rng: random.Random) -> None:
+        shape = rng.choice(self.shapes)
+        cut_leader = rng.random() < self.leader_bias
+        seen = self.observer.leader(self._live()) if cut_leader else None
+        leader = seen.node if seen else None
+        nodes = self.cluster.node_ids
+        grudge = partition.grudge_for(shape, nodes, rng, leader=leader,
+                                      leader_first=cut_leader)
+        target = "leader" if leader else "random"
+        text = f"partition {shape} {partition.describe(grudge, nodes)}"
+        self._hold("network", Held("partition", [], target, text))
 
         def act() -> Any:
             partition.apply_grudge(self.cluster.toxiproxy, grudge)
             return grudge
-        self._record("start-partition", shape, act)
+        self._record("start-partition", shape, act, target=target,
+                     **({"term": seen.term} if seen else {}))
 
-    def _start_latency(self) -> None:
-        ms = int(self.rng.choice(self.latencies_ms))
-        value = {"latency": ms, "jitter": ms // 2}
-        self._set(_Active("latency", text=f"latency {ms}±{ms // 2} ms"))
+    def _start_latency(self, rng: random.Random) -> None:
+        ms = int(rng.choice(self.latencies_ms))
+        value = {"latency": ms, "jitter": ms}
+        self._hold("network", Held("latency", [], "all-links",
+                                   f"latency {ms}±{ms} ms"))
 
         def act() -> Any:
             for src, dst in proxy_pairs(self.cluster.node_ids):
-                self.cluster.toxiproxy.add_latency(src, dst, ms, ms // 2)
+                self.cluster.toxiproxy.add_latency(src, dst, ms, ms)
             return dict(value)
-        self._record("start-latency", value, act)
+        self._record("start-latency", value, act, target="all-links")
 
-    def _start_kill(self) -> None:
-        nodes = self._targets()
-        self._set(_Active("kill", nodes, f"kill {' '.join(nodes)}"))
-        self._record("kill", nodes, lambda: process.kill(self.cluster, nodes))
+    def _start_kill(self, rng: random.Random) -> None:
+        self._process_fault("kill", rng)
 
-    def _start_pause(self) -> None:
-        nodes = self._targets()
-        self._set(_Active("pause", nodes, f"pause {' '.join(nodes)}"))
-        self._record("pause", nodes, lambda: process.pause(self.cluster, nodes))
+    def _start_pause(self, rng: random.Random) -> None:
+        self._process_fault("pause", rng)
 
-    def _targets(self) -> list[str]:
-        target = self.rng.choice(self.targets)
-        leader = process.leader_of(self.cluster) if target == "leader" else None
-        return process.pick_targets(target, self.cluster.node_ids, self.rng, leader)
+    def _start_restart(self, rng: random.Random) -> None:
+        nodes = sorted(self.cluster.node_ids)
+        self._hold("process", Held("restart", nodes, "all",
+                                   f"restart {' '.join(nodes)}"))
+        self._record("kill-cluster", nodes, lambda: self._kill(nodes), target="all")
+
+    def _process_fault(self, kind: str, rng: random.Random) -> None:
+        target = rng.choice(self.targets)
+        seen = (self.observer.leader(self._live())
+                if target in process.LEADER_TARGETS else None)
+        nodes = process.pick_targets(target, self.cluster.node_ids, rng,
+                                     seen.node if seen else None)
+        if target in process.ELECTION_TARGETS:
+            self._strike_election(kind, target, seen)
+            return
+        if target in process.LEADER_TARGETS and seen is None:
+            target = "one" if target == "leader" else "majority"  # no leader answered
+        self._strike(kind, nodes, target, seen.term if seen else None)
+
+    def _strike_election(self, kind: str, target: str, seen: Any) -> None:
+        """Hit the leader, watch the election, hit its winner (or a candidate) the
+        moment it shows, then bring the first node back (module doc)."""
+        # a newer term than the leader's: a node that ran alone (a stale candidate
+        # behind a partition) may hold a higher term without ever leading
+        above = seen.term if seen else self.observer.highest_term(
+            self.observer.statuses(self._live()))
+        trigger = self._strike(kind, [seen.node], "leader", seen.term) if seen else None
+        want = CANDIDATE if target == "candidate" else LEADER
+        found = self.observer.wait_for_election(above, want, self._live, stop=self._stop)
+        if found is None:
+            return  # no election in time: the trigger (if any) is the fault in force
+        actual = "candidate" if found.role == CANDIDATE else "new-leader"
+        self._strike(kind, [found.node], actual, found.term)
+        if trigger is not None:
+            self._undo("process", trigger)
+
+    def _strike(self, kind: str, nodes: list[str], target: str,
+                term: int | None) -> Held:
+        """Kill or pause `nodes` (recorded); the Held that undoes it."""
+        label = f"{kind} {' '.join(nodes)}" + (f" ({target})" if target else "")
+        held = Held(kind, list(nodes), target, label)
+        self._hold("process", held)
+        extra: dict[str, Any] = {"target": target}
+        if term is not None:
+            extra["term"] = term
+        if kind == "kill":
+            self._record("kill", nodes, lambda: self._kill(nodes), **extra)
+        else:
+            self._record("pause", nodes, lambda: process.pause(self.cluster, nodes),
+                         **extra)
+        return held
+
+    def _kill(self, nodes: list[str]) -> _Done:
+        lost = process.kill(self.cluster, nodes)
+        counted = {n: b for n, b in lost.items() if b is not None}
+        self.lost_bytes += sum(counted.values())
+        return _Done(list(nodes), {"lost_bytes": counted} if counted else {})
 
     # --- stops ------------------------------------------------------------------------
 
-    def _stop(self, current: _Active) -> None:
-        """Undo `current`; clears it only when that worked (else raises)."""
-        tp = self.cluster.toxiproxy
-        if current.kind in ("partition", "latency"):
-            self._record(f"stop-{current.kind}", None,
-                         lambda: (tp.heal(), "network-healed")[1])
-        elif current.kind == "kill":
-            self._record("start", current.nodes,
-                         lambda: process.restart(self.cluster, current.nodes))
-        elif current.kind == "pause":
-            self._record("resume", current.nodes,
-                         lambda: process.resume(self.cluster, current.nodes))
-        self._set(None)
+    def _undo(self, pkg: str, held: Held) -> None:
+        """Undo `held`; forget it only when that worked (else raises)."""
+        f = STOP_F[held.kind]
+        if held.kind in ("partition", "latency"):
+            self._record(f, None, self._heal_network)
+        elif held.kind == "pause":
+            self._record(f, held.nodes, lambda: process.resume(self.cluster, held.nodes))
+        else:  # kill, restart
+            self._record(f, held.nodes, lambda: self._restart(held.nodes))
+        with self._state:
+            if held in self._held[pkg]:
+                self._held[pkg].remove(held)
+
+    def _heal_network(self) -> str:
+        self.cluster.toxiproxy.heal()
+        return "network-healed"
+
+    def _restart(self, nodes: list[str]) -> _Done:
+        """Start killed nodes; a node that exits by itself is recorded, not retried."""
+        errors = process.restart_each(self.cluster, nodes)
+        exited: dict[str, str] = {}
+        for n, e in errors.items():
+            if e is None:
+                continue
+            if not self._exited_by_itself(n):
+                raise e
+            exited[n] = str(e)
+            log.warning("nemesis: %s exits by itself at restart: %s", n, e)
+        started = [n for n in nodes if n not in exited]
+        return _Done(started, {"exited": exited} if exited else {})
+
+    def _exited_by_itself(self, node: str) -> bool:
+        """Did `node` end on its own (Cluster.unexpected_exits, contract item 4)?"""
+        return any(e.get("node") == node for e in self.cluster.unexpected_exits())
 
     # --- bookkeeping ------------------------------------------------------------------
 
-    def _set(self, current: _Active | None) -> None:
-        self._current = current
-        self.active = current.text if current else None
-        if current:
-            log.info("nemesis: %s", current.text)
+    def _hold(self, pkg: str, held: Held) -> None:
+        with self._state:
+            self._held[pkg].append(held)
+        self.counts[held.kind] += 1
+        self.target_counts[f"{held.kind} {held.target}"] += 1
+        log.info("nemesis: %s", held.text)
 
-    def _record(self, f: str, value: Any, act: Any) -> Any:
-        """Write the invoke, do `act()`, write the completion (with `error` if it
-        raised, and re-raise)."""
+    def _record(self, f: str, value: Any, act: Callable[[], Any], **extra: Any) -> Any:
+        """Write the invoke (with `extra`), do `act()`, write the completion (with
+        `error` if it raised, and re-raise)."""
         if self.history is not None:
-            self.history.append(INFO, NEMESIS, f, value=value)
+            self.history.append(INFO, NEMESIS, f, value=value, **extra)
         try:
             result = act()
         except (ClusterError, ToxiproxyError) as e:
             if self.history is not None:
-                self.history.append(INFO, NEMESIS, f, value=value, error=str(e))
+                self.history.append(INFO, NEMESIS, f, value=value, error=str(e), **extra)
             raise
+        done = result if isinstance(result, _Done) else _Done(result)
         if self.history is not None:
-            self.history.append(INFO, NEMESIS, f, value=result)
-        return result
+            self.history.append(INFO, NEMESIS, f, value=done.value, **extra, **done.extra)
+        return done.value
+
+
+def _package_of(kind: str) -> str:
+    return next(pkg for pkg, kinds in PACKAGES.items() if kind in kinds)
 
 
 def _subset(chosen: list[str], allowed: tuple[str, ...], name: str) -> list[str]:

@@ -4,17 +4,32 @@ A *worker* is one logical client process (SPEC section 2): it has at most one op
 records it as an invoke and then exactly one completion (ok / fail / info), and after an
 info continues under a new process id (the old op may still take effect at any time).
 Workers share an overall rate (`rate` ops/s, randomly staggered) and run until the time
-limit. Op outcomes follow SPEC section 4:
+limit. Each op starts at the worker's home node, as Jepsen's clients do, so that every
+node, a deposed or paused leader included, keeps being asked. Op outcomes follow SPEC
+section 4:
 
 - ``ok:true`` -> ok; a definite error -> fail (``error`` = its name); an indefinite
   one -> info.
 - a timeout or a lost connection -> info, never fail; a read may be fail instead (a
   read changes nothing). A refused connection never reached the node: fail.
-- a definite ``not-leader`` (or ``temporarily-unavailable``, or a refused connection:
-  not executed either) is retried on the hinted leader, or else on the next node, with the SAME client id and
-  seq (exactly-once at the node), at most twice; a retry never follows an indefinite
-  answer. The op's invoke and completion bracket every attempt, so the history stays
-  honest.
+- a definite "not executed here" answer (``not-leader``, ``temporarily-unavailable``,
+  a refused connection) moves the op to the hinted leader, or else the next node.
+
+*Retry mode* (on by default) makes an op an exactly-once request, as Raft's client
+sessions intend (dissertation section 6.3): every attempt of one op carries the SAME
+client id and seq, and an indefinite answer (the node's own commit-wait timeout, a
+lost leadership, a client-side timeout, a lost connection) is retried, on the hinted
+leader or the next node, until a definite answer or the op's deadline
+(`op_timeout`). The node's register machine applies a (client, seq) at most once and
+answers a retry with the first attempt's result, so the op took effect at most once,
+between its invoke and its completion. The history stays honest: one invoke, one
+completion with the final answer. After an indefinite attempt, a later "not executed
+here" says nothing about the earlier attempt, so only an answer from the state
+machine (ok, precondition-failed, key-does-not-exist) ends the op early; at the
+deadline it is info. One attempt waits at most `attempt_timeout`, chosen longer than
+the node's commit wait so that the node's own answer to a slow op reaches the client.
+Without retry mode an indefinite answer ends the op at once (info), and a "not
+executed" answer is tried on at most two more nodes.
 
 The final phase (`final_reads`) reads every key the run touched until one read of it
 succeeds (bounded in time), so that the last write of each key is observed.
@@ -39,22 +54,27 @@ from workloads.generator import CAS, READ, WRITE, RegisterGenerator, RegisterOp
 
 log = logging.getLogger("raftcheck.workload")
 
-_MAX_REDIRECTS = 2
+_MAX_REDIRECTS = 2          # without retry mode: "not executed" answers followed
 # definite answers that say the op was not executed here: it may go elsewhere
 _NOT_EXECUTED = ("not-leader", "temporarily-unavailable", "connection-refused")
+_BACKOFF_S = (0.02, 0.25)   # first and longest wait before asking again when no node
+                            # could take the op (doubling in between, jittered)
+_MAX_ATTEMPTS = 200         # bound on attempts of one op (the deadline comes first)
 
 
 @dataclass
 class WorkloadOptions:
     """Knobs of the register workload (`raftcheck test` flags)."""
 
-    rate: float = 30.0            # ops/s over all workers
-    concurrency: int = 6          # number of workers (logical client processes)
+    rate: float = 200.0           # ops/s over all workers
+    concurrency: int = 12         # number of workers (logical client processes)
     time_limit: float = 30.0      # seconds of load
-    ops_per_key: int = 100        # invocations per key before it rotates
+    ops_per_key: int = 50         # invocations per key before it rotates
     active_keys: int = 0          # keys in use at once; 0 = max(1, concurrency // 2)
-    op_timeout: float = 1.0       # seconds per op, redirects included
-    final_timeout: float = 30.0   # seconds for the final reads, all keys together
+    op_timeout: float = 5.0       # seconds per op: its deadline, every attempt included
+    attempt_timeout: float = 2.0  # seconds per attempt (one request to one node)
+    retry: bool = True            # retry indefinite answers with the same client/seq
+    final_timeout: float = 10.0   # seconds for the final reads, all keys together
     read_weight: float = 1.0
     write_weight: float = 1.0
     cas_weight: float = 1.0
@@ -88,6 +108,7 @@ class RegisterWorkload:
         self.client_prefix = client_prefix
         self.counts: Counter[str] = Counter()   # completions by type, for progress
         self.in_flight = 0
+        self.leader_hint: str | None = None     # the last leader a node named
         self._next_process = options.concurrency
         self._next_slot = 0.0
         self._session: aiohttp.ClientSession | None = None
@@ -124,47 +145,79 @@ class RegisterWorkload:
             raise ValueError("no 'ok' field")
         return data
 
+    async def _attempt(self, node: str, body: dict, timeout: float) -> dict:
+        """One request to one node, as a SPEC section 4 answer: transport failures
+        become errors with `definite` telling whether the node may have executed it."""
+        try:
+            return await self._post(node, body, timeout)
+        except asyncio.TimeoutError:
+            return {"ok": False, "error": "timeout", "definite": False}
+        except aiohttp.ClientConnectorError:
+            # never connected, so never sent: definitely not executed
+            return {"ok": False, "error": "connection-refused", "definite": True}
+        except aiohttp.ClientError as e:
+            log.debug("%s: connection lost: %s", node, e)
+            return {"ok": False, "error": "connection-lost", "definite": False}
+        except (ValueError, UnicodeDecodeError) as e:
+            log.debug("%s: bad response: %s", node, e)
+            return {"ok": False, "error": "bad-response", "definite": False}
+
     async def _execute(self, node: str, body: dict) -> _Outcome:
-        """One op, first on `node`; a definite "not executed" answer (not-leader,
-        temporarily-unavailable) moves the same client/seq to the hinted leader, or
-        else to the next node not tried yet, within the op's timeout."""
-        deadline = time.monotonic() + self.options.op_timeout
+        """One op, first on `node`, every attempt with the same client/seq (module
+        doc: retry mode, or at most two "not executed" redirects without it)."""
+        opts = self.options
+        deadline = time.monotonic() + opts.op_timeout
         reading = body["op"] == READ
+        uncertain: str | None = None    # the first indefinite answer, if any
+        error, leader = "timeout", None
         tried: list[str] = []
-        while True:
-            tried.append(node)
+        backoff = _BACKOFF_S[0]
+        while len(tried) < _MAX_ATTEMPTS:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return _Outcome(FAIL if reading else INFO, error="timeout", node=node)
-            try:
-                data = await self._post(node, body, remaining)
-            except asyncio.TimeoutError:
-                return _Outcome(FAIL if reading else INFO, error="timeout", node=node)
-            except aiohttp.ClientConnectorError:
-                # never connected, so never sent: definitely not executed; try elsewhere
-                data = {"ok": False, "error": "connection-refused", "definite": True}
-            except aiohttp.ClientError as e:
-                log.debug("%s: connection lost: %s", node, e)
-                return _Outcome(FAIL if reading else INFO, error="connection-lost", node=node)
-            except (ValueError, UnicodeDecodeError) as e:
-                log.debug("%s: bad response: %s", node, e)
-                return _Outcome(FAIL if reading else INFO, error="bad-response", node=node)
+                break
+            tried.append(node)
+            data = await self._attempt(node, body, min(remaining, opts.attempt_timeout))
             if data.get("ok") is True:
                 return _Outcome(OK, value=data.get("value"), node=node)
             error = str(data.get("error") or f"code-{data.get('code')}")
-            leader = data.get("leader")
-            if data.get("definite") is not True:
-                return _Outcome(FAIL if reading else INFO, error=error, node=node,
-                                leader=leader)
-            nxt = None
-            if error in _NOT_EXECUTED and len(tried) <= _MAX_REDIRECTS:
-                if isinstance(leader, str) and leader in self.nodes and leader not in tried:
-                    nxt = leader
-                else:
-                    nxt = next((n for n in self._ring_from(node) if n not in tried), None)
-            if nxt is None:
+            hint = data.get("leader")
+            leader = hint if isinstance(hint, str) and hint in self.nodes else None
+            if leader is not None:
+                self.leader_hint = leader
+            definite = data.get("definite") is True
+            if definite and error not in _NOT_EXECUTED:
                 return _Outcome(FAIL, error=error, node=node, leader=leader)
-            node = nxt  # not executed: the same client/seq, elsewhere
+            if not definite:
+                if not opts.retry:
+                    return _Outcome(FAIL if reading else INFO, error=error, node=node,
+                                    leader=leader)
+                uncertain = uncertain or error
+            elif not opts.retry and len(tried) > _MAX_REDIRECTS:
+                break
+            nxt = self._next_node(node, leader, tried)
+            if nxt is None:
+                if not opts.retry:
+                    break
+                nxt = self._ring_from(node)[0] if len(self.nodes) > 1 else node
+            if not definite or nxt in tried:
+                # everyone said no, or an answer was lost: give the cluster a moment
+                # (an election takes a few hundred ms; clients must not flood it)
+                await asyncio.sleep(min(max(0.0, deadline - time.monotonic()),
+                                        backoff * self.rng.uniform(0.5, 1.5)))
+                backoff = min(_BACKOFF_S[1], backoff * 2)
+            node = nxt  # the same client/seq, elsewhere
+        if uncertain is not None and not reading:
+            return _Outcome(INFO, error=uncertain, node=node, leader=leader)
+        return _Outcome(FAIL, error=uncertain or error, node=node, leader=leader)
+
+    def _next_node(self, node: str, leader: str | None, tried: list[str]) -> str | None:
+        """Where the next attempt goes: the hinted leader, else the workload's last
+        known leader, else the next node in the ring not tried yet."""
+        for candidate in (leader, self.leader_hint):
+            if candidate is not None and candidate != node and candidate not in tried[-2:]:
+                return candidate
+        return next((n for n in self._ring_from(node) if n not in tried), None)
 
     def _ring_from(self, node: str) -> list[str]:
         i = self.node_ids.index(node)
