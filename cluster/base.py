@@ -48,24 +48,37 @@ class Cluster(Protocol):
       stopped again.
     - `client_url(id)`: "http://host:port" of the node's client API (SPEC section 4),
       reached directly, not through a proxy.
-    - `kill(id)`: SIGKILL (no goodbye, no flush). `restart(id)`: starts a killed node
-      again on the same addresses and the same data (what it fsynced survives); returns
-      when it answers GET /status. `pause(id)`: SIGSTOP. `resume(id)`: SIGCONT.
-      Each is a no-op when the node is already in the wanted state.
+    - `kill(id)`: SIGKILL (no goodbye, no flush), returning once the node is gone.
+      With `crash_fs`, then a power cut of the node's data directory (a faultfs
+      crash: every write it did not fsync is lost); returns the bytes lost (0 for a
+      no-op), or None without crash_fs. `restart(id)`: starts a killed node again on
+      the same addresses and the same data (what it fsynced survives); returns when it
+      answers GET /status. `pause(id)`: SIGSTOP. `resume(id)`: SIGCONT. Each is a
+      no-op when the node is already in the wanted state. A faultfs that died is a
+      ClusterError at kill and restart.
+    - `crash_fs`: True when node data directories are faultfs mounts (cluster.faultfs).
+    - `unexpected_exits()`: every node process or container that ended without
+      kill() or teardown (one found dead at restart too) and every faultfs that died:
+      `[{"node": id, "code": exit status, "detail": its last log line}]`. Usable
+      during the run and after teardown.
     - `collect_logs(run_dir)`: makes sure run_dir/nodes/<id>.log and
       run_dir/toxiproxy.log exist (copying them out if they live elsewhere); returns
       the paths.
     - `teardown()`: idempotent; stops every process / container the cluster started,
       paused ones included, and frees every port. Also called on Ctrl-C, SIGTERM and
       at interpreter exit; children die with the runner even if it is SIGKILLed.
+      With crash_fs it unmounts after the nodes stopped, dropping what they did not
+      fsync: run_dir/data/<id> then holds each node's durable data.
     """
 
     node_ids: list[str]
     toxiproxy: Toxiproxy
+    crash_fs: bool
 
     def start(self) -> None: ...
     def client_url(self, node_id: str) -> str: ...
-    def kill(self, node_id: str) -> None: ...
+    def kill(self, node_id: str) -> int | None: ...
+    def unexpected_exits(self) -> list[dict]: ...
     def restart(self, node_id: str) -> None: ...
     def pause(self, node_id: str) -> None: ...
     def resume(self, node_id: str) -> None: ...
@@ -142,12 +155,15 @@ class SignalTeardown:
 
 def make_cluster(backend: str, node_count: int, run_dir: Path | str,
                  bug: str | None = None, node_options: dict | None = None,
-                 **backend_options: Any) -> Cluster:
+                 crash_fs: bool = False, **backend_options: Any) -> Cluster:
     """Build (not start) a cluster of `node_count` nodes with the named backend.
 
     `node_options` are node settings written to the cluster file (fsync,
     heartbeat_ms, election_timeout_ms, ...); `bug` is passed as `--bug` to every node.
-    `backend_options` go to the backend's constructor (local: `base_port`).
+    `crash_fs` puts every node's data directory on a faultfs mount, so that a kill
+    loses what the node did not fsync (cluster.faultfs.available() says whether this
+    machine can; start() raises BadInput when it cannot). `backend_options` go to the
+    backend's constructor (local: `base_port`).
     """
     if backend not in BACKENDS:
         raise BadInput(f"unknown backend {backend!r} (choose from "
@@ -158,7 +174,8 @@ def make_cluster(backend: str, node_count: int, run_dir: Path | str,
     module_name, class_name = BACKENDS[backend]
     module = importlib.import_module(module_name)  # lazily: docker loads its SDK
     cls = getattr(module, class_name)
-    return cls(node_count, run_dir, bug=bug, node_options=node_options, **backend_options)
+    return cls(node_count, run_dir, bug=bug, node_options=node_options, crash_fs=crash_fs,
+               **backend_options)
 
 
 def fetch_status(client_url: str, timeout_s: float = 1.0,

@@ -10,6 +10,11 @@ same way. Faults are the engine's: kill = `docker kill` (SIGKILL), restart = sta
 same container again (its named data volume keeps what the node fsynced), pause =
 `docker pause` (the freezer cgroup), resume = `docker unpause`.
 
+With `crash_fs`, a node's /data is not a volume but a faultfs mount made on the host
+(cluster.faultfs: run_dir/mnt/<id> over run_dir/data/<id>), bind-mounted into its
+container; the container restarts on the same mount. A kill is then a power cut:
+once the container has stopped, every write the node did not fsync is dropped.
+
 A *run* is everything one cluster made: containers, a network and volumes, each
 labelled `raftcheck.run=<run id>` and `raftcheck.owner=<host>:<pid>:<start time>`
 (the runner process). `teardown()` removes them all; it also runs at interpreter
@@ -33,6 +38,7 @@ from typing import Any
 import yaml
 
 from cluster.base import ClusterError, SignalTeardown, wait_for_status
+from cluster.faultfs import FaultFS, available as faultfs_available, unmount_all
 from cluster.topology import (cluster_config, node_ids, peers_from_proxies, proxy_specs,
                               write_cluster_file)
 from cluster.local import free_port
@@ -107,19 +113,26 @@ class DockerCluster(SignalTeardown):
 
     Implements `cluster.base.Cluster` (see the module doc). `node_image` and
     `toxiproxy_image` default to $RAFTCHECK_NODE_IMAGE / $RAFTCHECK_TOXIPROXY_IMAGE,
-    else raftcheck/node:latest and raftcheck/toxiproxy:latest.
+    else raftcheck/node:latest and raftcheck/toxiproxy:latest. `crash_fs`: node data
+    on faultfs mounts (see the module doc).
     """
 
     def __init__(self, node_count: int, run_dir: Path | str, bug: str | None = None,
                  node_options: dict | None = None, node_image: str | None = None,
                  toxiproxy_image: str | None = None, seed: int | None = None,
-                 log_level: str | None = None, **_ignored: Any) -> None:
+                 log_level: str | None = None, crash_fs: bool = False,
+                 **_ignored: Any) -> None:
         if _ignored.pop("base_port", None) is not None:
             raise BadInput("fixed ports are for the local backend; the docker backend "
                            "publishes free ports of 127.0.0.1", field="--base-port")
         if _ignored:
             log.debug("docker backend ignores options %s", sorted(_ignored))
         self.node_ids = node_ids(node_count)
+        self.crash_fs = bool(crash_fs)
+        self._faultfs: dict[str, FaultFS] = {}
+        self._unexpected: list[dict] = []
+        self._expected_stop: set[str] = set()   # nodes whose stop we caused
+        self._exit_noted: set[str] = set()      # nodes (or "faultfs-<id>") recorded
         self.run_dir = Path(run_dir).resolve()
         self.bug = bug
         self.node_options = dict(node_options or {})
@@ -149,16 +162,25 @@ class DockerCluster(SignalTeardown):
     def client_url(self, node_id: str) -> str:
         return f"http://{HOST}:{self.client_ports[self._known(node_id)]}"
 
-    def kill(self, node_id: str) -> None:
-        """`docker kill` (SIGKILL); a no-op when the node is not running."""
+    def kill(self, node_id: str) -> int | None:
+        """`docker kill` (SIGKILL), then wait until the container has stopped; a
+        no-op when the node is not running. With crash_fs, then crash its faultfs and
+        return the bytes of unsynced writes lost (0 for a no-op); else None."""
         with self._lock:
             c = self._node(node_id)
             if c.status not in ("running", "paused"):
-                return
+                self._note_exit(node_id, c)
+                return 0 if self.crash_fs else None
+            self._expected_stop.add(node_id)
             self._engine(f"kill {node_id}", c.kill, signal="SIGKILL")
             self._engine(f"wait for {node_id}", c.wait, timeout=20)
             c.reload()
             log.info("killed %s", node_id)
+            if not self.crash_fs:
+                return None
+            lost = self._faultfs[node_id].crash()
+            log.info("%s: the crash lost %d bytes of unsynced writes", node_id, lost)
+            return lost
 
     def restart(self, node_id: str) -> None:
         """Start a killed node's container again (same volume, same ports)."""
@@ -166,7 +188,14 @@ class DockerCluster(SignalTeardown):
             c = self._node(node_id)
             if c.status in ("running", "paused"):
                 return
+            self._note_exit(node_id, c)
+            if self.crash_fs:
+                why = self._faultfs[node_id].exited()
+                if why:
+                    raise ClusterError(f"cannot restart {node_id}: {why}")
             self._engine(f"start {node_id}", c.start)
+            self._expected_stop.discard(node_id)
+            self._exit_noted.discard(node_id)
         wait_for_status({node_id: self.client_url(node_id)}, RESTART_TIMEOUT_S,
                         alive=self._exited)
         log.info("restarted %s", node_id)
@@ -213,14 +242,30 @@ class DockerCluster(SignalTeardown):
             out.append(path)
         return out
 
+    def unexpected_exits(self) -> list[dict]:
+        """Every node container that stopped without kill() or teardown (also one
+        found stopped at restart), and every faultfs that died: {"node", "code",
+        "detail"} (code: the container's exit code; detail: its last log line)."""
+        with self._lock:
+            if not self._torn_down:
+                self._note_exits()
+            return [dict(e) for e in self._unexpected]
+
+    def faultfs(self, node_id: str) -> FaultFS | None:
+        """The node's faultfs (None without crash_fs)."""
+        return self._faultfs.get(self._known(node_id))
+
     def teardown(self) -> None:
         """Collect the logs, then remove every container, volume and the network of
-        this run (idempotent). Failures are logged with a hint to `raftcheck clean`."""
+        this run, and unmount the faultfs mounts (idempotent). Failures are logged
+        with a hint to `raftcheck clean`."""
         with self._lock:
             if self._torn_down or not self._started:
                 self._torn_down = True
                 return
             self._torn_down = True
+            self._note_exits()
+            self._expected_stop.update(self.node_ids)
             if self._containers:
                 self.collect_logs(self.run_dir)
             problems = []
@@ -230,6 +275,7 @@ class DockerCluster(SignalTeardown):
                 except Exception as e:
                     if not _not_found(e):
                         problems.append(f"container {name}: {_short(e)}")
+            unmount_all(self._faultfs)
             for v in self._volumes:
                 try:
                     v.remove(force=True)
@@ -258,6 +304,10 @@ class DockerCluster(SignalTeardown):
     # --- start-up -----------------------------------------------------------------
 
     def _start(self) -> None:
+        if self.crash_fs:
+            why = faultfs_available()
+            if why:
+                raise BadInput(f"crash_fs needs faultfs: {why}", field="crash_fs")
         self._client = docker_client()
         self._check_images()
         self._warn_leftovers()
@@ -323,10 +373,18 @@ class DockerCluster(SignalTeardown):
                                f"answer: {e} (see {self.run_dir / 'toxiproxy.log'})") from e
 
     def _start_node(self, nid: str, name: str, config_tar: bytes) -> None:
-        volume = self._engine(f"create volume for {nid}", self._client.volumes.create,
-                              name=f"{name}-data",
-                              labels=dict(self.labels, **{LABEL_ROLE: "data"}))
-        self._volumes.append(volume)
+        if self.crash_fs:
+            fs = FaultFS(self.run_dir / "data" / nid, self.run_dir / "mnt" / nid,
+                         log_path=self.run_dir / "faultfs" / f"{nid}.log", name=nid)
+            self._faultfs[nid] = fs
+            fs.start()
+            data = {str(fs.mountpoint): {"bind": DATA_DIR, "mode": "rw"}}
+        else:
+            volume = self._engine(f"create volume for {nid}", self._client.volumes.create,
+                                  name=f"{name}-data",
+                                  labels=dict(self.labels, **{LABEL_ROLE: "data"}))
+            self._volumes.append(volume)
+            data = {volume.name: {"bind": DATA_DIR, "mode": "rw"}}
         command = ["--config", f"{CONFIG_DIR}/cluster.yaml", "--id", nid,
                    "--listen-host", "0.0.0.0", "--data-dir", DATA_DIR]
         if self.bug:
@@ -335,7 +393,7 @@ class DockerCluster(SignalTeardown):
             command += ["--log-level", self.log_level]
         _, port = self._run_published(
             nid, name, self.node_image, command, CLIENT_PORT, config_tar=config_tar,
-            volumes={volume.name: {"bind": DATA_DIR, "mode": "rw"}})
+            volumes=data)
         self.client_ports[nid] = port
 
     def _run_published(self, key: str, name: str, image: str, command: list[str],
@@ -384,8 +442,46 @@ class DockerCluster(SignalTeardown):
         self._engine(f"inspect {node_id}", c.reload)
         return c
 
+    def _note_exit(self, nid: str, c: Any) -> None:
+        """Record a stop of node `nid`'s container that no one asked for (caller
+        holds the lock; `c` freshly reloaded)."""
+        if (c.status not in ("exited", "dead") or nid in self._expected_stop
+                or nid in self._exit_noted):
+            return
+        self._exit_noted.add(nid)
+        try:
+            tail = c.logs(tail=5).decode("utf-8", "replace").strip().splitlines()
+        except Exception:
+            tail = []
+        code = c.attrs.get("State", {}).get("ExitCode")
+        detail = tail[-1].strip()[:300] if tail else "(no output)"
+        self._unexpected.append({"node": nid, "code": code, "detail": detail})
+        log.warning("%s's container exited unexpectedly with code %s: %s", nid, code,
+                    detail)
+
+    def _note_exits(self) -> None:
+        for nid in self.node_ids:
+            c = self._containers.get(nid)
+            if c is None:
+                continue
+            try:
+                c.reload()
+            except Exception as e:
+                log.debug("cannot inspect %s: %s", nid, _short(e))
+                continue
+            self._note_exit(nid, c)
+        for nid, fs in self._faultfs.items():
+            why = fs.exited()
+            if why and f"faultfs-{nid}" not in self._exit_noted:
+                self._exit_noted.add(f"faultfs-{nid}")
+                self._unexpected.append({"node": nid, "code": fs.popen.returncode,
+                                         "detail": why})
+                log.warning("%s", why)
+
     def _exited(self, nid: str) -> str | None:
         """Why node `nid` cannot answer any more, or None while it runs."""
+        if nid in self._faultfs and self._faultfs[nid].exited():
+            return self._faultfs[nid].exited()
         c = self._containers[nid]
         try:
             c.reload()

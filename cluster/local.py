@@ -6,22 +6,23 @@ the cluster file (cluster.yaml), node data (data/<id>), node logs (nodes/<id>.lo
 and the toxiproxy log (toxiproxy.log). Faults are Unix signals: kill = SIGKILL,
 pause = SIGSTOP, resume = SIGCONT; restart starts the node again on its old data.
 
-No orphans: each child runs in its own process group (so signals reach all of it,
-and a Ctrl-C on the terminal does not), gets PR_SET_PDEATHSIG(SIGKILL) so the kernel
-kills it when the runner dies (even by SIGKILL), and `teardown()` runs on exit, on
-SIGTERM / SIGHUP and from the runner's own `finally`. PDEATHSIG fires when the
-*thread* that forked the child exits, so every child is spawned by one spawner
-thread that lives as long as the cluster.
+With `crash_fs`, each node's data directory is a faultfs mount (cluster.faultfs) at
+mnt/<id> over data/<id>, and a kill is a power cut: after the SIGKILL, every write
+the node did not fsync is dropped. Teardown is one too: after it, data/<id> holds
+exactly what each node fsync'd (faultfs logs: faultfs/<id>.log).
+
+No orphans: each child runs in its own process group and dies with the runner
+(cluster.processes: one spawner thread, PR_SET_PDEATHSIG), and `teardown()` runs on
+exit, on SIGTERM / SIGHUP and from the runner's own `finally`. A faultfs process
+unmounts itself when the runner is gone.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
-import errno
 import logging
 import os
-import queue
 import random
 import shutil
 import signal
@@ -30,12 +31,13 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any
 
 from cluster.base import ClusterError, SignalTeardown, wait_for_status
+from cluster.faultfs import FaultFS, available as faultfs_available, unmount_all
+from cluster.processes import (Child, Spawner, child_setup, last_line, signal_group, tail,
+                               wait_state)
 from cluster.topology import (cluster_config, node_ids, peers_from_proxies, proxy_specs,
                               write_cluster_file)
 from history.errors import BadInput
@@ -49,7 +51,6 @@ START_TIMEOUT_S = 30.0      # every node answers GET /status
 RESTART_TIMEOUT_S = 20.0
 RESTART_ATTEMPTS = 3
 STOP_GRACE_S = 2.0          # SIGTERM, then SIGKILL
-_PR_SET_PDEATHSIG = 1
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -125,63 +126,6 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         return True
 
 
-class _Spawner:
-    """One long-lived thread that forks every child of a cluster (see module doc)."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fn, fut = job
-            if fut.set_running_or_notify_cancel():
-                try:
-                    fut.set_result(fn())
-                except BaseException as e:  # handed to the caller
-                    fut.set_exception(e)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        if threading.current_thread() is self._thread:
-            return fn()
-        fut: Future = Future()
-        self._jobs.put((fn, fut))
-        return fut.result()
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-
-def _child_setup(parent_pid: int, libc: Any) -> Callable[[], None]:
-    """preexec_fn: die with the spawning thread (PR_SET_PDEATHSIG)."""
-    def setup() -> None:
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the runner died before prctl took effect
-            os._exit(1)
-    return setup
-
-
-@dataclass
-class _Child:
-    """One child process (a node or the toxiproxy server) and its state."""
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-    paused: bool = False
-    log_offset: int = 0  # where this incarnation's output starts in the log
-    log_file: IO[bytes] | None = field(default=None, repr=False)
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-
 class LocalCluster(SignalTeardown):
     """N node processes on loopback plus one toxiproxy server (see module doc).
 
@@ -190,14 +134,19 @@ class LocalCluster(SignalTeardown):
     base_port + 2(i-1) and for peers on base_port + 2(i-1) + 1; the toxiproxy API is on
     base_port + 2N; a busy one is a BadInput. Proxies always get free ports.
     `node_command` replaces the command that runs a node (default: this Python with
-    `-m node`); `--config`, `--id` and `--bug` are appended.
+    `-m node`); `--config`, `--id` and `--bug` are appended. `crash_fs`: data
+    directories on faultfs mounts (see the module doc).
     """
 
     def __init__(self, node_count: int, run_dir: Path | str, bug: str | None = None,
                  node_options: dict | None = None, base_port: int | None = None,
                  node_command: list[str] | None = None, seed: int | None = None,
-                 log_level: str | None = None) -> None:
+                 log_level: str | None = None, crash_fs: bool = False) -> None:
         self.node_ids = node_ids(node_count)
+        self.crash_fs = bool(crash_fs)
+        self._faultfs: dict[str, FaultFS] = {}
+        self._unexpected: list[dict] = []
+        self._faultfs_noted: set[str] = set()
         self.run_dir = Path(run_dir).resolve()
         self.bug = bug
         self.node_options = dict(node_options or {})
@@ -210,12 +159,12 @@ class LocalCluster(SignalTeardown):
         self.addresses: dict[str, dict[str, str]] = {}
         self._proxy_ports: list[int] = []
         self.restart_attempts = RESTART_ATTEMPTS
-        self._nodes: dict[str, _Child] = {}
-        self._proxy_server: _Child | None = None
+        self._nodes: dict[str, Child] = {}
+        self._proxy_server: Child | None = None
         self._lock = threading.RLock()
         self._started = False
         self._torn_down = False
-        self._spawner: _Spawner | None = None
+        self._spawner: Spawner | None = None
         self._prev_handlers: dict[int, Any] = {}
         try:
             self._libc = ctypes.CDLL(None, use_errno=True)
@@ -229,18 +178,27 @@ class LocalCluster(SignalTeardown):
         return f"http://{self.addresses[self._known(node_id)]['client']}"
 
     def _before_start(self) -> None:
-        self._spawner = _Spawner(f"spawner-{self.run_dir.name}")
+        self._spawner = Spawner(f"spawner-{self.run_dir.name}")
 
-    def kill(self, node_id: str) -> None:
-        """SIGKILL the node's process group (a no-op if it is not running)."""
+    def kill(self, node_id: str) -> int | None:
+        """SIGKILL the node's process group and wait until it is gone (a no-op if it
+        is not running). With crash_fs, then crash its faultfs and return the bytes
+        of unsynced writes lost (0 for a no-op); without, return None."""
         with self._lock:
             child = self._nodes[self._known(node_id)]
             if not child.running():
-                return
-            _signal_group(child.popen, signal.SIGKILL)
+                self._note_exit(node_id, child)
+                return 0 if self.crash_fs else None
+            child.expected_exit = True
+            signal_group(child.popen, signal.SIGKILL)
             child.popen.wait(timeout=10)
             child.paused = False
             log.info("killed %s (pid %d)", node_id, child.popen.pid)
+            if not self.crash_fs:
+                return None
+            lost = self._faultfs[node_id].crash()
+            log.info("%s: the crash lost %d bytes of unsynced writes", node_id, lost)
+            return lost
 
     def restart(self, node_id: str) -> None:
         """Start a killed node again with its data; return when it answers /status.
@@ -252,6 +210,11 @@ class LocalCluster(SignalTeardown):
                 child = self._nodes[self._known(node_id)]
                 if child.running():
                     return
+                self._note_exit(node_id, child)
+                if self.crash_fs:
+                    why = self._faultfs[node_id].exited()
+                    if why:
+                        raise ClusterError(f"cannot restart {node_id}: {why}")
                 self._spawn(child)
             try:
                 wait_for_status({node_id: self.client_url(node_id)}, RESTART_TIMEOUT_S,
@@ -276,6 +239,7 @@ class LocalCluster(SignalTeardown):
         run_dir = Path(run_dir).resolve()
         sources = [self.run_dir / "nodes" / f"{n}.log" for n in self.node_ids]
         sources.append(self.run_dir / "toxiproxy.log")
+        sources += [fs.log_path for fs in self._faultfs.values()]
         out = []
         for src in sources:
             dst = run_dir / src.relative_to(self.run_dir)
@@ -293,26 +257,30 @@ class LocalCluster(SignalTeardown):
                 self._torn_down = True
                 return
             self._torn_down = True
+            self._note_exits()
+            for c in self._nodes.values():
+                c.expected_exit = True
             children = list(self._nodes.values())
             if self._proxy_server is not None:
                 children.append(self._proxy_server)
             live = [c for c in children if c.running()]
             for c in live:
-                _signal_group(c.popen, signal.SIGTERM)
-                _signal_group(c.popen, signal.SIGCONT)  # a paused node must see it
+                signal_group(c.popen, signal.SIGTERM)
+                signal_group(c.popen, signal.SIGCONT)  # a paused node must see it
             deadline = time.monotonic() + STOP_GRACE_S
             for c in live:
                 try:
                     c.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    _signal_group(c.popen, signal.SIGKILL)
+                    signal_group(c.popen, signal.SIGKILL)
                     c.popen.wait(timeout=10)
                 # anything left in the group (a grandchild) goes too
-                _signal_group(c.popen, signal.SIGKILL)
+                signal_group(c.popen, signal.SIGKILL)
             for c in children:
                 if c.log_file is not None:
                     c.log_file.close()
                     c.log_file = None
+            unmount_all(self._faultfs)
             if self.toxiproxy is not None:
                 self.toxiproxy.close()
             if self._spawner is not None:
@@ -321,7 +289,20 @@ class LocalCluster(SignalTeardown):
             atexit.unregister(self.teardown)
             log.info("cluster in %s torn down", self.run_dir)
 
+    def unexpected_exits(self) -> list[dict]:
+        """Every node process that ended without kill() or teardown (also one found
+        dead at restart), and every faultfs that died: {"node", "code", "detail"}
+        (code: the exit status, negative for a signal; detail: its last log line)."""
+        with self._lock:
+            if not self._torn_down:
+                self._note_exits()
+            return [dict(e) for e in self._unexpected]
+
     # --- more than the protocol ---------------------------------------------------
+
+    def faultfs(self, node_id: str) -> FaultFS | None:
+        """The node's faultfs (None without crash_fs)."""
+        return self._faultfs.get(self._known(node_id))
 
     def pids(self) -> dict[str, int]:
         """Process ids of the running children (nodes and "toxiproxy")."""
@@ -341,6 +322,10 @@ class LocalCluster(SignalTeardown):
 
     def _start(self) -> None:
         binary = find_toxiproxy()
+        if self.crash_fs:
+            why = faultfs_available()
+            if why:
+                raise BadInput(f"crash_fs needs faultfs: {why}", field="crash_fs")
         n = len(self.node_ids)
         for sub in ("nodes", "data"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -353,18 +338,24 @@ class LocalCluster(SignalTeardown):
             raise ClusterError(f"creating the {n * (n - 1)} proxies failed: {e}") from e
         listen = {name: p.listen for name, p in created.items()}
         self._proxy_ports = [int(a.rsplit(":", 1)[1]) for a in listen.values()]
+        data_dir = self.run_dir / ("mnt" if self.crash_fs else "data")
         config = cluster_config(self.addresses, peers_from_proxies(self.node_ids, listen),
-                                data_dir=str(self.run_dir / "data" / "{id}"),
+                                data_dir=str(data_dir / "{id}"),
                                 node_options=self.node_options)
         write_cluster_file(self.config_path, config)
         for nid in self.node_ids:
             (self.run_dir / "data" / nid).mkdir(parents=True, exist_ok=True)
+            if self.crash_fs:
+                fs = FaultFS(self.run_dir / "data" / nid, self.run_dir / "mnt" / nid,
+                             log_path=self.run_dir / "faultfs" / f"{nid}.log", name=nid)
+                self._faultfs[nid] = fs
+                fs.start()
             argv = self.node_command + ["--config", str(self.config_path), "--id", nid]
             if self.bug:
                 argv += ["--bug", self.bug]
             if self.log_level:
                 argv += ["--log-level", self.log_level]
-            child = _Child(nid, argv, self.run_dir / "nodes" / f"{nid}.log")
+            child = Child(nid, argv, self.run_dir / "nodes" / f"{nid}.log")
             self._nodes[nid] = child
             self._check_free(nid)
             with self._lock:
@@ -414,7 +405,7 @@ class LocalCluster(SignalTeardown):
             argv = [binary, "-host", HOST, "-port", str(api_port)]
             if self.seed is not None:
                 argv += ["-seed", str(self.seed)]
-            child = _Child("toxiproxy", argv, self.run_dir / "toxiproxy.log")
+            child = Child("toxiproxy", argv, self.run_dir / "toxiproxy.log")
             self._proxy_server = child
             with self._lock:
                 self._spawn(child)
@@ -433,7 +424,7 @@ class LocalCluster(SignalTeardown):
                     child.log_file.close()
                 api_port = free_port()
 
-    def _wait_toxiproxy(self, child: _Child) -> None:
+    def _wait_toxiproxy(self, child: Child) -> None:
         deadline = time.monotonic() + 10.0
         while True:
             try:
@@ -441,11 +432,11 @@ class LocalCluster(SignalTeardown):
                 return
             except ToxiproxyError as e:
                 if not child.running():
-                    text = _tail(child.log_path, since=child.log_offset)
+                    text = tail(child.log_path, since=child.log_offset)
                     if "address already in use" in text.lower():
                         raise _PortTaken() from None
                     raise ClusterError(f"toxiproxy server exited with code "
-                                       f"{child.popen.returncode}: {_last_line(text)} "
+                                       f"{child.popen.returncode}: {last_line(text)} "
                                        f"(see {child.log_path})") from None
                 if time.monotonic() > deadline:
                     raise ClusterError(f"toxiproxy server did not answer: {e}") from None
@@ -453,7 +444,7 @@ class LocalCluster(SignalTeardown):
 
     # --- processes ------------------------------------------------------------------
 
-    def _spawn(self, child: _Child) -> None:
+    def _spawn(self, child: Child) -> None:
         """Start `child` from the spawner thread (caller holds the lock)."""
         if self._torn_down or self._spawner is None:
             raise ClusterError("cluster is torn down")
@@ -461,6 +452,7 @@ class LocalCluster(SignalTeardown):
             child.log_path.parent.mkdir(parents=True, exist_ok=True)
             child.log_file = open(child.log_path, "ab")
         child.log_offset = child.log_file.tell()
+        child.expected_exit = child.exit_noted = False
         parent = os.getpid()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # the node runs this source tree, installed or not
@@ -472,7 +464,7 @@ class LocalCluster(SignalTeardown):
                                     stdout=child.log_file, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True, env=env,
                                     cwd=str(self.run_dir),
-                                    preexec_fn=_child_setup(parent, self._libc))
+                                    preexec_fn=child_setup(parent, self._libc))
         try:
             child.popen = self._spawner.call(popen)
         except OSError as e:
@@ -485,18 +477,44 @@ class LocalCluster(SignalTeardown):
     def _exited(self, nid: str, starting: bool = True) -> str | None:
         """Why node `nid` cannot answer any more, or None while it runs. A busy port
         is a BadInput at start-up, and raises _PortTaken at a restart."""
+        if nid in self._faultfs and self._faultfs[nid].exited():
+            return self._faultfs[nid].exited()
         child = self._nodes[nid]
         if child.running():
             return None
-        text = _tail(child.log_path, since=child.log_offset)
+        text = tail(child.log_path, since=child.log_offset)
         if "address already in use" in text.lower():
             if not starting:
                 raise _PortTaken()
-            raise BadInput(f"{nid} could not listen: {_last_line(text)} (a busy port; "
+            raise BadInput(f"{nid} could not listen: {last_line(text)} (a busy port; "
                            f"see {child.log_path})", field="port")
         code = child.popen.returncode if child.popen else None
         return (f"node {nid} exited with code {code} before answering GET /status: "
-                f"{_last_line(text)} (see {child.log_path})")
+                f"{last_line(text)} (see {child.log_path})")
+
+    def _note_exit(self, nid: str, child: Child) -> None:
+        """Record the exit of a node incarnation that no one asked for (caller holds
+        the lock)."""
+        if (child.popen is None or child.running() or child.expected_exit
+                or child.exit_noted):
+            return
+        child.exit_noted = True
+        detail = last_line(tail(child.log_path, since=child.log_offset))
+        self._unexpected.append({"node": nid, "code": child.popen.returncode,
+                                 "detail": detail})
+        log.warning("%s exited unexpectedly with code %s: %s", nid,
+                    child.popen.returncode, detail)
+
+    def _note_exits(self) -> None:
+        for nid, child in self._nodes.items():
+            self._note_exit(nid, child)
+        for nid, fs in self._faultfs.items():
+            why = fs.exited()
+            if why and nid not in self._faultfs_noted:
+                self._faultfs_noted.add(nid)
+                self._unexpected.append({"node": nid, "code": fs.popen.returncode,
+                                         "detail": why})
+                log.warning("%s", why)
 
     def _stop_cont(self, node_id: str, sig: int, paused: bool) -> None:
         with self._lock:
@@ -506,8 +524,8 @@ class LocalCluster(SignalTeardown):
             if not child.running():
                 raise ClusterError(f"cannot {'pause' if paused else 'resume'} "
                                    f"{node_id}: it is not running")
-            _signal_group(child.popen, sig)
-            _wait_state(child.popen.pid, stopped=paused)
+            signal_group(child.popen, sig)
+            wait_state(child.popen.pid, stopped=paused)
             child.paused = paused
             log.info("%s %s", "paused" if paused else "resumed", node_id)
 
@@ -520,44 +538,3 @@ class _PortTaken(Exception):
 def _busy(port: int, what: str) -> BadInput:
     return BadInput(f"port {port} ({what}) is busy; stop what uses it or choose "
                     f"another base port", field="port")
-
-
-def _signal_group(popen: subprocess.Popen, sig: int) -> None:
-    """Send `sig` to the child's process group (it leads its own session)."""
-    try:
-        os.killpg(popen.pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError as e:
-        if e.errno != errno.EPERM:
-            raise
-
-
-def _wait_state(pid: int, stopped: bool, timeout_s: float = 2.0) -> None:
-    """Wait until the kernel shows the process stopped (or running again): signals
-    are delivered asynchronously, and a pause must be in force when pause() returns."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return  # gone, or no /proc: nothing to wait for
-        if (state in (b"T", b"t")) == stopped:
-            return
-        time.sleep(0.005)
-
-
-def _tail(path: Path, limit: int = 4000, since: int = 0) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(since, f.tell() - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "(no output)"

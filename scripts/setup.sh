@@ -2,7 +2,9 @@
 # Installs what raftcheck needs. Idempotent: every step checks first and is quick when
 # the thing is already there.
 #
-#   scripts/setup.sh            Python package + the toxiproxy server (enough for `raftcheck test`)
+#   scripts/setup.sh            Python package, the toxiproxy server, faultfs (the FUSE file
+#                               system that loses unsynced writes at a crash) and fuse3:
+#                               enough for `raftcheck test`
 #   scripts/setup.sh --all      also Debian packages (docker.io, debootstrap, chromium),
 #                               a running Docker engine, the offline base image and the
 #                               project's images, and the Porcupine Go module (for the tests)
@@ -59,6 +61,30 @@ toxiproxy() {
   fi
 }
 
+faultfs() {
+  # raftcheck-faultfs, built from cluster/faultfs/*.go into the Go bin folder. The
+  # hash of its sources is kept beside it: unchanged sources mean nothing to do.
+  command -v go >/dev/null 2>&1 || {
+    say "Go is not installed: install Go >= 1.22, then run scripts/setup.sh again (faultfs)"; return 1; }
+  local gobin src hash
+  gobin="$(go env GOBIN)"; [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+  src="$ROOT/cluster/faultfs"
+  hash=$(cd "$src" && cat go.mod go.sum *.go | sha256sum | cut -c1-16)
+  if [ ! -x "$gobin/raftcheck-faultfs" ] || [ "$(cat "$gobin/raftcheck-faultfs.inputs" 2>/dev/null)" != "$hash" ]; then
+    say "building faultfs: go build -o $gobin/raftcheck-faultfs ./cluster/faultfs"
+    mkdir -p "$gobin"
+    (cd "$src" && go build -o "$gobin/raftcheck-faultfs" .)
+    echo "$hash" >"$gobin/raftcheck-faultfs.inputs"
+  fi
+  if [ -w /usr/local/bin ]; then ln -sf "$gobin/raftcheck-faultfs" /usr/local/bin/raftcheck-faultfs
+  else mkdir -p "$HOME/.local/bin"; ln -sf "$gobin/raftcheck-faultfs" "$HOME/.local/bin/raftcheck-faultfs"; fi
+  # fusermount3 (Debian's fuse3) mounts it when not root; root mounts directly.
+  if ! command -v fusermount3 >/dev/null 2>&1; then
+    apt_install fuse3 || say "note: could not install fuse3; as root faultfs mounts without it"
+  fi
+  [ -e /dev/fuse ] || say "note: /dev/fuse is missing: crash tests that lose unsynced writes cannot run here"
+}
+
 porcupine_module() {
   command -v go >/dev/null 2>&1 || return 0
   (cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/anishathalye/porcupine@$PORCUPINE_VERSION" >/dev/null)
@@ -73,6 +99,7 @@ docker_all() {
 
 python_deps
 toxiproxy
+faultfs
 if [ "$ALL" = 1 ]; then
   apt_install chromium chromium-driver ca-certificates
   porcupine_module
