@@ -403,9 +403,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
                                        else {"base_port": options.base_port})
     cluster = None
     warnings = options.warnings()
-    if crash_fs:
-        backend_options["crash_fs"] = True
-    elif why_not:
+    if why_not:
         warnings.append(why_not)
     test["run"] = {"crash_fs": crash_fs}
     store.write_json(run_dir / store.TEST_JSON, test)
@@ -422,7 +420,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
             cluster = make_cluster(options.backend, options.nodes, run_dir,
                                    bug=",".join(options.bug or []) or None,
                                    node_options=options.cluster_node_options(),
-                                   **backend_options)
+                                   crash_fs=crash_fs, **backend_options)
             cluster.start()
             timing["setup_s"] = time.monotonic() - t_start
             store.update_latest(run_dir)
@@ -463,6 +461,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
                 if nemesis_errors:
                     raise nemesis_errors[0]
                 nemesis.heal_all()
+                warnings.extend(nemesis.abandoned)
             final_start_ns = history.now()
             asyncio.run(workload.final_reads())
             timing["final_s"] = time.monotonic() - t_final
@@ -544,21 +543,13 @@ def resolve_crash_fs(options: TestOptions) -> tuple[bool, str | None]:
     to say no (a warning). `on` without a usable crash file system is a BadInput."""
     if options.crash_fs == "off":
         return False, None
-    why = _crash_fs_unavailable()
+    from cluster import faultfs
+    why = faultfs.available()
     if why is None:
         return True, None
     if options.crash_fs == "on":
         raise BadInput(f"crash_fs is on, but {why}", field="crash_fs")
     return False, f"crash_fs off: {why}; killed nodes keep their unsynced writes"
-
-
-def _crash_fs_unavailable() -> str | None:
-    """None when cluster.faultfs can drop unsynced writes at a kill, else why not."""
-    try:
-        from cluster import faultfs
-    except ImportError:  # TODO(load): remove once the faultfs branch is merged
-        return "cluster.faultfs is not part of this installation"
-    return faultfs.available()
 
 
 def _guard(fn: Callable, stop: threading.Event, errors: list[BaseException]) -> None:
