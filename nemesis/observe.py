@@ -88,7 +88,8 @@ class Observer:
     def wait_for_election(self, above_term: int, want: str,
                           nodes_fn: Callable[[], list[str]],
                           timeout_s: float = ELECTION_WATCH_S,
-                          stop: threading.Event | None = None) -> Sighting | None:
+                          stop: threading.Event | None = None,
+                          gap_s: float = POLL_GAP_S) -> Sighting | None:
         """Poll until a node is a candidate (want="candidate") or the leader (either
         want) of a term above `above_term`; the first such sighting, or None when
         `timeout_s` passes (or `stop` is set). A candidate is preferred when wanted;
@@ -105,7 +106,7 @@ class Observer:
             seen = _best(fresh, LEADER)
             if seen is not None:
                 return seen
-            time.sleep(POLL_GAP_S)
+            time.sleep(gap_s)
         return None
 
     def close(self) -> None:

@@ -11,16 +11,30 @@ partition while a node is down):
   process   kill (SIGKILL, then restart on the same data), pause (SIGSTOP, then
             SIGCONT), restart (kill every node, then start them all)
 
-Within a package one fault holds at a time. Periods are the interval times a seeded
-factor: quiet 0.2-1.0, hold 0.3-1.5 (a whole-cluster restart: 0.05-0.5), the first
-quiet period 0.1-0.5, so a short run still sees many faults. Faults follow the
-leader (nemesis.observe asks GET /status): a partition puts the current leader on
-the side it cuts off with probability `leader_bias`; kill and pause take a target
-(nemesis.process) among one, minority, majority, followers, leader, new-leader and
-candidate. For new-leader and candidate the nemesis hits the current leader, watches
-the election closely, hits the winner (or the candidate) the moment it shows, and
-brings the first node back at once: leaders change in quick succession and old
-leaders return with their logs, as in the paper's Figure 8.
+Within a package one fault holds at a time; kinds are drawn with weights (WEIGHTS:
+a whole-cluster restart stops everything, so it comes least often). Periods are the
+interval times a seeded factor: quiet 0.2-1.0, hold 0.3-1.5 (a whole-cluster restart:
+0.05-0.5), the first quiet period 0.1-0.5, so a short run still sees many faults.
+
+Faults follow the leader (nemesis.observe asks GET /status). A partition puts the
+leader on the side it cuts off with probability `leader_bias` (waiting a moment for
+a leader when an election is under way), and its shape is drawn with weights
+(SHAPE_WEIGHTS) that favour cutting one node off from a majority: a deposed leader
+that clients still reach. Kill and pause take a target (nemesis.process) among one,
+minority, followers, leader, new-leader and candidate (majority and all when asked).
+For new-leader and candidate the nemesis hits the current leader, watches the
+election closely, hits the winner (or the candidate) the moment it shows, and brings
+the first node back at once: leaders change in quick succession and old leaders
+return with their logs, as in the paper's Figure 8. A followers fault stops a
+majority but not the leader, which keeps accepting ops it cannot commit.
+
+Faults overlap only where a majority of live nodes that hear each other is left, one
+that can elect and commit: most anomalies need it (a deposed leader is stale only
+once another leader commits). So a partition while a node is down cuts off that node
+if cutting off the leader would leave no majority; a kill or pause of one node waits
+out a partition that a further node down would leave without one; faults meant to
+stop commits (followers, majority, all, restart) never stack on a partition. A
+package that cannot start its fault without breaking that rule skips its turn.
 
 Every action is two `info` ops of process "nemesis" (SPEC section 7): the invoke
 says what is asked, the completion what was done (or carries an `error`). Starts
@@ -28,14 +42,15 @@ carry `target` (how the nodes were chosen) and, when a leader was seen, its `ter
 a kill's completion carries `lost_bytes` when the cluster loses unsynced writes
 (crash_fs). `heal_all()` ends whatever is in force, verifies the network is healed
 and that no node is still held, and is always called when `run` returns, so a run
-ends healed; a heal that cannot be done raises `NemesisError`. A node that a restart
-cannot bring back because it exits by itself is the node's failure, not the
-nemesis's: the completion records it and the heal goes on (the runner reports the
-node's exit).
+ends healed; a heal that cannot be done raises `NemesisError`. A node that no
+restart can bring back because it exits by itself is the node's failure, not the
+nemesis's: each failed start is recorded with its error, the heal gives that node
+up (`abandoned`) and the run reports it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -62,6 +77,10 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 # how often a package picks each kind, relatively: a whole-cluster restart stops
 # everything for a second or two, so it comes less often
 WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1}
+# partition shapes, relatively: the shapes that cut one node (the leader, mostly) off
+# from a majority come more often, as they make a deposed leader that still serves
+SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1}
+LEADER_WAIT_S = 1.5             # a partition aimed at the leader waits this long for one
 FAULTS = ("partition", "kill", "pause", "restart", "latency")
 DEFAULT_TARGETS = ("one", "minority", "followers", "leader", "new-leader", "candidate")
 LATENCIES_MS = (20, 50, 100)    # each with a jitter as large: delays of 0 .. 2x
@@ -72,6 +91,8 @@ QUIET = (0.2, 1.0)
 HOLD = (0.3, 1.5)
 RESTART_HOLD = (0.05, 0.5)      # a whole-cluster restart: down briefly
 HEAL_ATTEMPTS = 3
+DOWN_KINDS = ("kill", "pause", "restart")
+MAX_EXACT_NODES = 9             # above: a majority is judged by the count of live nodes
 JOIN_S = 90.0                   # a package's action in hand when the run stops
 
 # the stop of each start, by fault kind
@@ -93,6 +114,7 @@ class Held:
     nodes: list[str] = field(default_factory=list)
     target: str | None = None
     text: str = ""
+    grudge: dict | None = None     # a partition's: who no longer hears whom
 
 
 @dataclass
@@ -168,12 +190,46 @@ class Nemesis:
 
     def _down(self) -> set[str]:
         """Nodes killed or paused by the nemesis (left out of status polls)."""
-        return {n for h in self.held() if h.kind in ("kill", "pause", "restart")
-                for n in h.nodes}
+        return self._in_force()[0]
 
     def _live(self) -> list[str]:
         down = self._down()
         return [n for n in self.cluster.node_ids if n not in down]
+
+    def _in_force(self) -> tuple[set[str], list[dict]]:
+        """The nodes held down and the grudges of the partitions in force."""
+        held = self.held()
+        return ({n for h in held if h.kind in DOWN_KINDS for n in h.nodes},
+                [h.grudge for h in held if h.grudge is not None])
+
+    def _majority_left(self, down: set[str], grudges: list[dict]) -> bool:
+        """Is there a majority of live nodes that all hear each other, one that can
+        elect a leader and commit (paper section 5.2)? Most scenarios that expose a
+        bug need one: a deposed leader is only stale once another leader commits."""
+        ids = self.cluster.node_ids
+        live = [n for n in ids if n not in down]
+        need = partition.majority(len(ids))
+        if len(live) < need:
+            return False
+        if not grudges or len(live) > MAX_EXACT_NODES:
+            return True
+
+        def hear(a: str, b: str) -> bool:
+            return all(a not in g.get(b, ()) and b not in g.get(a, ()) for g in grudges)
+        return any(all(hear(a, b) for a, b in itertools.combinations(group, 2))
+                   for group in itertools.combinations(live, need))
+
+    def _acting(self) -> list[str]:
+        """Live nodes not cut off from a majority by the partition in force: where a
+        leader that can still commit is. Process faults follow that leader; the one a
+        partition deposed already has its fault."""
+        cut: set[str] = set()
+        need = partition.majority(len(self.cluster.node_ids))
+        for h in self.held():
+            if h.grudge is not None:
+                cut |= {n for n in self.cluster.node_ids
+                        if len(self.cluster.node_ids) - len(h.grudge.get(n, ())) < need}
+        return [n for n in self._live() if n not in cut]
 
     # --- the schedule -------------------------------------------------------------
 
@@ -317,16 +373,29 @@ class Nemesis:
     # --- starts -----------------------------------------------------------------------
 
     def _start_partition(self, rng: random.Random) -> None:
-        shape = rng.choice(self.shapes)
+        shape = rng.choices(self.shapes, [SHAPE_WEIGHTS[x] for x in self.shapes])[0]
         cut_leader = rng.random() < self.leader_bias
-        seen = self.observer.leader(self._live()) if cut_leader else None
+        seen = None
+        if cut_leader:  # no leader right now (an election): wait a moment for one
+            seen = self.observer.leader(self._live()) or self.observer.wait_for_election(
+                0, LEADER, self._live, LEADER_WAIT_S, self._stop, gap_s=0.05)
         leader = seen.node if seen else None
         nodes = self.cluster.node_ids
         grudge = partition.grudge_for(shape, nodes, rng, leader=leader,
                                       leader_first=cut_leader)
         target = "leader" if leader else "random"
+        down, _ = self._in_force()
+        if down and not self._majority_left(down, [grudge]):
+            # with a node down this cut would leave no majority that can elect and
+            # commit: cut off a node that is down instead, if that leaves one
+            grudge = partition.grudge_for(shape, nodes, rng, leader=sorted(down)[0],
+                                          leader_first=True)
+            target = "down-node"
+            if not self._majority_left(down, [grudge]):
+                log.info("nemesis: no %s partition leaves a majority now; skipped", shape)
+                return
         text = f"partition {shape} {partition.describe(grudge, nodes)}"
-        self._hold("network", Held("partition", [], target, text))
+        self._hold("network", Held("partition", [], target, text, grudge))
 
         def act() -> Any:
             partition.apply_grudge(self.cluster.toxiproxy, grudge)
@@ -354,16 +423,27 @@ class Nemesis:
 
     def _start_restart(self, rng: random.Random) -> None:
         nodes = sorted(self.cluster.node_ids)
+        if self._in_force()[1]:
+            log.info("nemesis: restart skipped during a partition")
+            return
         self._hold("process", Held("restart", nodes, "all",
                                    f"restart {' '.join(nodes)}"))
         self._record("kill-cluster", nodes, lambda: self._kill(nodes), target="all")
 
     def _process_fault(self, kind: str, rng: random.Random) -> None:
         target = rng.choice(self.targets)
-        seen = (self.observer.leader(self._live())
+        seen = (self.observer.leader(self._acting())
                 if target in process.LEADER_TARGETS else None)
         nodes = process.pick_targets(target, self.cluster.node_ids, rng,
                                      seen.node if seen else None)
+        down, grudges = self._in_force()
+        if target in process.BREAK_MAJORITY:
+            if grudges:  # a partition already stops a side: do not stack on it
+                log.info("nemesis: %s %s skipped during a partition", kind, target)
+                return
+        elif not self._majority_left(down | set(nodes), grudges):
+            log.info("nemesis: %s %s skipped: no majority would be left", kind, target)
+            return
         if target in process.ELECTION_TARGETS:
             self._strike_election(kind, target, seen)
             return
@@ -377,10 +457,10 @@ class Nemesis:
         # a newer term than the leader's: a node that ran alone (a stale candidate
         # behind a partition) may hold a higher term without ever leading
         above = seen.term if seen else self.observer.highest_term(
-            self.observer.statuses(self._live()))
+            self.observer.statuses(self._acting()))
         trigger = self._strike(kind, [seen.node], "leader", seen.term) if seen else None
         want = CANDIDATE if target == "candidate" else LEADER
-        found = self.observer.wait_for_election(above, want, self._live, stop=self._stop)
+        found = self.observer.wait_for_election(above, want, self._acting, stop=self._stop)
         if found is None:
             return  # no election in time: the trigger (if any) is the fault in force
         actual = "candidate" if found.role == CANDIDATE else "new-leader"
