@@ -33,7 +33,6 @@ TARGETS = ("one", "minority", "majority", "followers", "all", "leader", "new-lea
            "candidate")
 ELECTION_TARGETS = ("new-leader", "candidate")   # chosen by watching an election
 LEADER_TARGETS = ("leader", "followers") + ELECTION_TARGETS   # need the leader first
-BREAK_MAJORITY = ("majority", "followers", "all")   # meant to stop commits for a while
 
 
 def pick_targets(target: str, nodes: list[str], rng: random.Random,

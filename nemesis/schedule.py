@@ -20,21 +20,22 @@ Faults follow the leader (nemesis.observe asks GET /status). A partition puts th
 leader on the side it cuts off with probability `leader_bias` (waiting a moment for
 a leader when an election is under way), and its shape is drawn with weights
 (SHAPE_WEIGHTS) that favour cutting one node off from a majority: a deposed leader
-that clients still reach. Kill and pause take a target (nemesis.process) among one,
-minority, followers, leader, new-leader and candidate (majority and all when asked).
-For new-leader and candidate the nemesis hits the current leader, watches the
-election closely, hits the winner (or the candidate) the moment it shows, and brings
-the first node back at once: leaders change in quick succession and old leaders
-return with their logs, as in the paper's Figure 8. A followers fault stops a
-majority but not the leader, which keeps accepting ops it cannot commit.
+that clients still reach. Kill and pause draw a target (nemesis.process) with weights
+(TARGET_WEIGHTS) that favour the leader. For new-leader and candidate the nemesis
+hits the current leader, watches the election closely, hits the winner (or the
+candidate) the moment it shows and brings the previous node back at once, up to
+MAX_CHAIN times in a row for new-leader: leaders fall right after their election and
+old ones return with their logs, as in the paper's Figure 8. A followers fault stops
+a majority but not the leader, which keeps accepting ops it cannot commit. Half of
+the whole-cluster restarts strike the moment a candidate of a newer term shows (the
+nemesis kills the leader to cause one), when votes and terms were just granted.
 
-Faults overlap only where a majority of live nodes that hear each other is left, one
-that can elect and commit: most anomalies need it (a deposed leader is stale only
-once another leader commits). So a partition while a node is down cuts off that node
-if cutting off the leader would leave no majority; a kill or pause of one node waits
-out a partition that a further node down would leave without one; faults meant to
-stop commits (followers, majority, all, restart) never stack on a partition. A
-package that cannot start its fault without breaking that rule skips its turn.
+Faults overlap, with two rules that keep the scenarios that expose bugs: a partition
+while a node is down cuts that node off instead of the leader when cutting off the
+leader would leave no majority of live nodes that hear each other (none could elect
+and commit; a deposed leader is stale only once another leader commits); and a
+process fault starts only once the partition in force is SETTLE x interval old, so the
+majority side has elected and committed, and the deposed leader served its clients.
 
 Every action is two `info` ops of process "nemesis" (SPEC section 7): the invoke
 says what is asked, the completion what was done (or carries an `error`). Starts
@@ -81,6 +82,12 @@ WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1}
 # from a majority come more often, as they make a deposed leader that still serves
 SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1}
 LEADER_WAIT_S = 1.5             # a partition aimed at the leader waits this long for one
+# kill and pause targets, relatively: the leader's faults expose the most
+TARGET_WEIGHTS = {"leader": 4, "new-leader": 2, "candidate": 1, "followers": 2, "one": 1,
+                  "minority": 1, "majority": 1, "all": 1}
+SETTLE = 0.75                   # x interval: a partition's age before a process fault
+MAX_CHAIN = 3                   # new-leader: up to this many leaders hit in a row
+ELECTION_RESTART_SHARE = 0.5    # restarts timed to an election
 FAULTS = ("partition", "kill", "pause", "restart", "latency")
 DEFAULT_TARGETS = ("one", "minority", "followers", "leader", "new-leader", "candidate")
 LATENCIES_MS = (20, 50, 100)    # each with a jitter as large: delays of 0 .. 2x
@@ -115,6 +122,7 @@ class Held:
     target: str | None = None
     text: str = ""
     grudge: dict | None = None     # a partition's: who no longer hears whom
+    since: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -422,51 +430,74 @@ class Nemesis:
         self._process_fault("pause", rng)
 
     def _start_restart(self, rng: random.Random) -> None:
-        nodes = sorted(self.cluster.node_ids)
-        if self._in_force()[1]:
-            log.info("nemesis: restart skipped during a partition")
+        """Crash every node at once, after a moment (the partition in force settled),
+        half of the time while an election is under way: votes and terms just
+        granted are then lost if the nodes did not make them durable."""
+        self._settle()
+        trigger = None
+        target, term = "all", None
+        if rng.random() < ELECTION_RESTART_SHARE:
+            seen = self.observer.leader(self._acting())
+            above = seen.term if seen else self.observer.highest_term(
+                self.observer.statuses(self._acting()))
+            trigger = self._strike("kill", [seen.node], "leader", seen.term) if seen else None
+            found = self.observer.wait_for_election(above, CANDIDATE, self._acting,
+                                                    stop=self._stop)
+            if found is not None:
+                target, term = "election", found.term
+        nodes = sorted(self._live())
+        if not nodes:
             return
-        self._hold("process", Held("restart", nodes, "all",
-                                   f"restart {' '.join(nodes)}"))
-        self._record("kill-cluster", nodes, lambda: self._kill(nodes), target="all")
+        self._hold("process", Held("restart", nodes, target,
+                                   f"restart {' '.join(nodes)}"
+                                   + (f" ({target})" if trigger else "")))
+        self._record("kill-cluster", nodes, lambda: self._kill(nodes), target=target,
+                     **({"term": term} if term is not None else {}))
+
+    def _settle(self) -> None:
+        """Wait until the partition in force (if any) is SETTLE x interval old: the
+        majority side has elected a leader and committed under it, and the deposed
+        one has served its stale clients, before a process fault stops more nodes."""
+        now = time.monotonic()
+        ages = [now - h.since for h in self.held() if h.grudge is not None]
+        if ages:
+            self._stop.wait(max(0.0, SETTLE * self.interval_s - min(ages)))
 
     def _process_fault(self, kind: str, rng: random.Random) -> None:
-        target = rng.choice(self.targets)
+        self._settle()
+        target = rng.choices(self.targets, [TARGET_WEIGHTS[t] for t in self.targets])[0]
         seen = (self.observer.leader(self._acting())
                 if target in process.LEADER_TARGETS else None)
         nodes = process.pick_targets(target, self.cluster.node_ids, rng,
                                      seen.node if seen else None)
-        down, grudges = self._in_force()
-        if target in process.BREAK_MAJORITY:
-            if grudges:  # a partition already stops a side: do not stack on it
-                log.info("nemesis: %s %s skipped during a partition", kind, target)
-                return
-        elif not self._majority_left(down | set(nodes), grudges):
-            log.info("nemesis: %s %s skipped: no majority would be left", kind, target)
-            return
         if target in process.ELECTION_TARGETS:
-            self._strike_election(kind, target, seen)
+            rounds = rng.randint(1, MAX_CHAIN) if target == "new-leader" else 1
+            self._strike_election(kind, target, seen, rounds)
             return
         if target in process.LEADER_TARGETS and seen is None:
             target = "one" if target == "leader" else "majority"  # no leader answered
         self._strike(kind, nodes, target, seen.term if seen else None)
 
-    def _strike_election(self, kind: str, target: str, seen: Any) -> None:
+    def _strike_election(self, kind: str, target: str, seen: Any, rounds: int) -> None:
         """Hit the leader, watch the election, hit its winner (or a candidate) the
-        moment it shows, then bring the first node back (module doc)."""
+        moment it shows, then bring the previous node back; `rounds` times in a row
+        (module doc: Figure 8)."""
         # a newer term than the leader's: a node that ran alone (a stale candidate
         # behind a partition) may hold a higher term without ever leading
         above = seen.term if seen else self.observer.highest_term(
             self.observer.statuses(self._acting()))
-        trigger = self._strike(kind, [seen.node], "leader", seen.term) if seen else None
+        previous = self._strike(kind, [seen.node], "leader", seen.term) if seen else None
         want = CANDIDATE if target == "candidate" else LEADER
-        found = self.observer.wait_for_election(above, want, self._acting, stop=self._stop)
-        if found is None:
-            return  # no election in time: the trigger (if any) is the fault in force
-        actual = "candidate" if found.role == CANDIDATE else "new-leader"
-        self._strike(kind, [found.node], actual, found.term)
-        if trigger is not None:
-            self._undo("process", trigger)
+        for _ in range(rounds):
+            found = self.observer.wait_for_election(above, want, self._acting,
+                                                    stop=self._stop)
+            if found is None:
+                return  # no election in time: the last node hit is the fault in force
+            actual = "candidate" if found.role == CANDIDATE else "new-leader"
+            struck = self._strike(kind, [found.node], actual, found.term)
+            if previous is not None:
+                self._undo("process", previous)
+            previous, above = struck, found.term
 
     def _strike(self, kind: str, nodes: list[str], target: str,
                 term: int | None) -> Held:

@@ -330,16 +330,45 @@ def test_retry_ends_indefinite_ops_as_info_at_the_deadline(tmp_path):
     assert {n for _, _, n in seen} == {"n1", "n2"}
 
 
-def test_not_executed_everywhere_is_retried_until_a_leader_answers(tmp_path):
-    """No leader at first (an election): "temporarily-unavailable" everywhere, then
-    a leader appears; ops wait for it within their deadline instead of failing."""
+def test_definite_not_executed_is_trusted(tmp_path):
+    """"temporarily-unavailable" everywhere, and no attempt was uncertain: the op
+    definitely did not run, so it fails after at most two redirects, without waiting."""
+    seen: Counter = Counter()
+
+    async def unavailable(request):
+        req = await request.json()
+        seen[(req["client"], req["seq"])] += 1
+        return web.json_response({"ok": False, "code": 11,
+                                  "error": "temporarily-unavailable", "definite": True},
+                                 status=503)
+
+    urls, stop = with_servers({"n1": unavailable, "n2": unavailable, "n3": unavailable})
+    try:
+        ops, _ = run_workload(tmp_path, urls, concurrency=2, time_limit=0.3, op_timeout=3.0,
+                              final_timeout=0.3)
+    finally:
+        stop()
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    assert done and all(op["type"] == "fail" and op["error"] == "temporarily-unavailable"
+                        for op in done)
+    assert seen and max(seen.values()) == 3  # the home node and two redirects
+
+
+def test_uncertain_op_waits_for_a_leader(tmp_path):
+    """The first attempt timed out (it may have run); then no leader for a while: the
+    op keeps its client/seq and waits for a node that answers from the state machine."""
     regs = Registers()
-    state = {"calls": 0}
+    attempts: Counter = Counter()
 
     async def electing(request):
         req = await request.json()
-        state["calls"] += 1
-        if state["calls"] <= 6:
+        ident = (req["client"], req["seq"])
+        attempts[ident] += 1
+        if attempts[ident] == 1 and req["op"] != "read":
+            return web.json_response({"ok": False, "code": 0, "error": "timeout",
+                                      "definite": False}, status=504)
+        if attempts[ident] <= 5:
             return web.json_response({"ok": False, "code": 11,
                                       "error": "temporarily-unavailable",
                                       "definite": True}, status=503)
@@ -347,11 +376,12 @@ def test_not_executed_everywhere_is_retried_until_a_leader_answers(tmp_path):
 
     urls, stop = with_servers({"n1": electing, "n2": electing})
     try:
-        ops, _ = run_workload(tmp_path, urls, concurrency=2, time_limit=0.5, op_timeout=3.0)
+        ops, _ = run_workload(tmp_path, urls, concurrency=2, time_limit=0.5, op_timeout=4.0)
     finally:
         stop()
     check_well_formed(ops)
     done = [op for op in ops if op["type"] != "invoke"]
-    assert done and all(op["type"] in ("ok", "fail") for op in done)
-    assert not [op for op in done if op.get("error") == "temporarily-unavailable"]
-    assert state["calls"] > 6
+    writes = [op for op in done if op["f"] in ("write", "cas")]
+    assert writes and all(op["type"] in ("ok", "fail") for op in writes)
+    assert not [op for op in writes if op.get("error") == "temporarily-unavailable"]
+    assert max(attempts.values()) == 6

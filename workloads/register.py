@@ -13,7 +13,10 @@ section 4:
 - a timeout or a lost connection -> info, never fail; a read may be fail instead (a
   read changes nothing). A refused connection never reached the node: fail.
 - a definite "not executed here" answer (``not-leader``, ``temporarily-unavailable``,
-  a refused connection) moves the op to the hinted leader, or else the next node.
+  a refused connection) moves the op to the hinted leader, or else the next node, at
+  most twice; then the op failed. A definite answer is trusted, as Jepsen's clients
+  trust it: a node that says "not executed" about an op that later takes effect is
+  caught that way.
 
 *Retry mode* (on by default) makes an op an exactly-once request, as Raft's client
 sessions intend (dissertation section 6.3): every attempt of one op carries the SAME
@@ -26,10 +29,11 @@ between its invoke and its completion. The history stays honest: one invoke, one
 completion with the final answer. After an indefinite attempt, a later "not executed
 here" says nothing about the earlier attempt, so only an answer from the state
 machine (ok, precondition-failed, key-does-not-exist) ends the op early; at the
-deadline it is info. One attempt waits at most `attempt_timeout`, chosen longer than
-the node's commit wait so that the node's own answer to a slow op reaches the client.
-Without retry mode an indefinite answer ends the op at once (info), and a "not
-executed" answer is tried on at most two more nodes.
+deadline it is info. Between attempts that no node took, the client backs off
+(doubling, jittered) so as not to flood an election. One attempt waits at most
+`attempt_timeout`, chosen longer than the node's commit wait so that the node's own
+answer to a slow op reaches the client. Without retry mode an indefinite answer ends
+the op at once (info).
 
 The final phase (`final_reads`) reads every key the run touched until one read of it
 succeeds (bounded in time), so that the last write of each key is observed.
@@ -193,29 +197,36 @@ class RegisterWorkload:
                     return _Outcome(FAIL if reading else INFO, error=error, node=node,
                                     leader=leader)
                 uncertain = uncertain or error
-            elif not opts.retry and len(tried) > _MAX_REDIRECTS:
-                break
-            nxt = self._next_node(node, leader, tried)
-            if nxt is None:
-                if not opts.retry:
+            if uncertain is None:
+                # every attempt so far was refused before it ran: try another node,
+                # at most _MAX_REDIRECTS times, then the op failed (a definite answer
+                # is trusted, as Jepsen's clients trust it)
+                nxt = self._next_node(node, leader, tried, untried_only=True)
+                if nxt is None or len(tried) > _MAX_REDIRECTS:
                     break
-                nxt = self._ring_from(node)[0] if len(self.nodes) > 1 else node
-            if not definite or nxt in tried:
-                # everyone said no, or an answer was lost: give the cluster a moment
-                # (an election takes a few hundred ms; clients must not flood it)
-                await asyncio.sleep(min(max(0.0, deadline - time.monotonic()),
-                                        backoff * self.rng.uniform(0.5, 1.5)))
-                backoff = min(_BACKOFF_S[1], backoff * 2)
+            else:
+                # the op may have run: only its own result may end it (retry mode)
+                nxt = self._next_node(node, leader, tried) or (
+                    self._ring_from(node)[0] if len(self.nodes) > 1 else node)
+                if not definite or nxt in tried:
+                    # everyone said no, or an answer was lost: give the cluster a
+                    # moment (an election takes a few hundred ms; do not flood it)
+                    await asyncio.sleep(min(max(0.0, deadline - time.monotonic()),
+                                            backoff * self.rng.uniform(0.5, 1.5)))
+                    backoff = min(_BACKOFF_S[1], backoff * 2)
             node = nxt  # the same client/seq, elsewhere
         if uncertain is not None and not reading:
             return _Outcome(INFO, error=uncertain, node=node, leader=leader)
         return _Outcome(FAIL, error=uncertain or error, node=node, leader=leader)
 
-    def _next_node(self, node: str, leader: str | None, tried: list[str]) -> str | None:
+    def _next_node(self, node: str, leader: str | None, tried: list[str],
+                   untried_only: bool = False) -> str | None:
         """Where the next attempt goes: the hinted leader, else the workload's last
-        known leader, else the next node in the ring not tried yet."""
+        known leader, else the next node in the ring not tried yet (with
+        `untried_only`, never a node this op already tried)."""
+        recent = tried if untried_only else tried[-2:]
         for candidate in (leader, self.leader_hint):
-            if candidate is not None and candidate != node and candidate not in tried[-2:]:
+            if candidate is not None and candidate != node and candidate not in recent:
                 return candidate
         return next((n for n in self._ring_from(node) if n not in tried), None)
 
