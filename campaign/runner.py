@@ -46,7 +46,7 @@ SUMMARY_LINES = 40             # lines of the checker's explanation printed afte
 CHECK_MEMORY_LIMIT_MB = 1024   # the search's memory budget, as `raftcheck check`'s default
 TARGETS = process.TARGETS
 SHAPES = partition.SHAPES
-ATTEMPT_SLACK_S = 1.0          # a client waits the nodes' commit wait plus this per attempt
+ATTEMPT_SLACK_S = 0.5          # a client waits the nodes' commit wait plus this per attempt
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 254, 255
 # How bad an exit code is, for "the worst over several runs": a violation found is the
@@ -71,7 +71,9 @@ class TestOptions:
     The defaults are chosen to find bugs (docs/usage.md, "Why these defaults"): a
     few hundred ops/s from 4 clients per node on fast-rotating keys, retried with the
     same client/seq; every fault kind, changing about every second, following the
-    leader; nodes that answer a slow op after 1 s, clients that wait for that answer.
+    leader; nodes that answer a slow op after 0.5 s, clients that wait for that answer
+    (1 s per attempt) and try again, so that a client stuck on a paused or deposed
+    leader asks it again soon.
     """
 
     name: str = "register"
@@ -92,7 +94,7 @@ class TestOptions:
     ops_per_key: int = 50
     check_time_limit: float = 20.0
     op_timeout: float = 5.0
-    commit_wait: float = 1.0
+    commit_wait: float = 0.5
     retry: bool = True
     final_timeout: float = 10.0
     min_ok: int = stats_mod.DEFAULT_MIN_OK

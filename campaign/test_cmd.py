@@ -59,7 +59,7 @@ OPTION_FLAGS: list[tuple[str, dict]] = [
                                                         "retry included (default 5)")),
     ("--commit-wait", dict(type=float, metavar="S",
                            help="how long a node waits for an op to commit before it "
-                                "answers timeout (default 1)")),
+                                "answers timeout (default 0.5)")),
     ("--retry", dict(action=argparse.BooleanOptionalAction,
                      help="retry an indefinite op with the same client id and seq "
                           "until a definite answer or its deadline (default on)")),
