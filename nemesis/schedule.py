@@ -3,13 +3,16 @@
 Like Jepsen's combined nemesis (`jepsen.nemesis.combined`), faults come in
 *packages* that run side by side, each cycling `(sleep quiet) start (sleep hold)
 stop` on its own seeded clock, so that faults of different packages overlap (a
-partition while a node is down):
+partition while a node is down, on slow links):
 
-  network   partition (a grudge of a seeded shape, nemesis.partition), latency (a
-            latency toxic with jitter on every link: messages a node sends on two
-            connections overtake each other)
-  process   kill (SIGKILL, then restart on the same data), pause (SIGSTOP, then
-            SIGCONT), restart (kill every node, then start them all)
+  partition  a grudge of a seeded shape (nemesis.partition): cut links
+  latency    a latency toxic with as much jitter on every link: messages a node
+             sends on two connections overtake each other, elections split
+  process    kill (SIGKILL, then restart on the same data), pause (SIGSTOP, then
+             SIGCONT), restart (kill every node, then start them all)
+
+A stop removes only its own toxics (the cuts, or the latency), and checks that none is
+left; the other network fault may still hold.
 
 Within a package one fault holds at a time; kinds are drawn with weights (WEIGHTS:
 a whole-cluster restart stops everything, so it comes least often). Periods are the
@@ -61,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cluster.base import Cluster, ClusterError
-from cluster.toxiproxy import ToxiproxyError
+from cluster.toxiproxy import CUT, LATENCY, ToxiproxyError
 from cluster.topology import proxy_pairs
 from history.errors import BadInput
 from history.ops import INFO, NEMESIS
@@ -72,7 +75,8 @@ from nemesis.observe import CANDIDATE, LEADER, Observer
 log = logging.getLogger("raftcheck.nemesis")
 
 PACKAGES: dict[str, tuple[str, ...]] = {
-    "network": ("partition", "latency"),
+    "partition": ("partition",),
+    "latency": ("latency",),
     "process": ("kill", "pause", "restart"),
 }
 # how often a package picks each kind, relatively: a whole-cluster restart stops
@@ -90,7 +94,7 @@ MAX_CHAIN = 3                   # new-leader: up to this many leaders hit in a r
 ELECTION_RESTART_SHARE = 0.5    # restarts timed to an election
 FAULTS = ("partition", "kill", "pause", "restart", "latency")
 DEFAULT_TARGETS = ("one", "minority", "followers", "leader", "new-leader", "candidate")
-LATENCIES_MS = (20, 50, 100)    # each with a jitter as large: delays of 0 .. 2x
+LATENCIES_MS = (10, 25, 50)     # each with a jitter as large: delays of 0 .. 2x
 DEFAULT_INTERVAL_S = 2.0
 DEFAULT_LEADER_BIAS = 0.75
 FIRST_QUIET = (0.1, 0.5)        # factors of the interval
@@ -403,7 +407,7 @@ class Nemesis:
                 log.info("nemesis: no %s partition leaves a majority now; skipped", shape)
                 return
         text = f"partition {shape} {partition.describe(grudge, nodes)}"
-        self._hold("network", Held("partition", [], target, text, grudge))
+        self._hold("partition", Held("partition", [], target, text, grudge))
 
         def act() -> Any:
             partition.apply_grudge(self.cluster.toxiproxy, grudge)
@@ -414,7 +418,7 @@ class Nemesis:
     def _start_latency(self, rng: random.Random) -> None:
         ms = int(rng.choice(self.latencies_ms))
         value = {"latency": ms, "jitter": ms}
-        self._hold("network", Held("latency", [], "all-links",
+        self._hold("latency", Held("latency", [], "all-links",
                                    f"latency {ms}±{ms} ms"))
 
         def act() -> Any:
@@ -527,7 +531,8 @@ class Nemesis:
         """Undo `held`; forget it only when that worked (else raises)."""
         f = STOP_F[held.kind]
         if held.kind in ("partition", "latency"):
-            self._record(f, None, self._heal_network)
+            toxic = CUT if held.kind == "partition" else LATENCY
+            self._record(f, None, lambda: self._remove_toxics(toxic))
         elif held.kind == "pause":
             self._record(f, held.nodes, lambda: process.resume(self.cluster, held.nodes))
         else:  # kill, restart
@@ -535,6 +540,19 @@ class Nemesis:
         with self._state:
             if held in self._held[pkg]:
                 self._held[pkg].remove(held)
+
+    def _remove_toxics(self, name: str) -> str:
+        """Remove every toxic called `name` (a partition's cuts, or the latency) and
+        verify with GET /proxies that none is left; the other kind may still hold."""
+        tp = self.cluster.toxiproxy
+        for proxy, p in tp.proxies_raw().items():
+            if any(t.get("name") == name for t in p.get("toxics") or []):
+                tp.remove_toxic(proxy, name)
+        left = sorted(proxy for proxy, p in tp.proxies_raw().items()
+                      if any(t.get("name") == name for t in p.get("toxics") or []))
+        if left:
+            raise ToxiproxyError(f"toxics {name!r} still on {', '.join(left)}")
+        return "network-healed"
 
     def _heal_network(self) -> str:
         self.cluster.toxiproxy.heal()
