@@ -87,7 +87,7 @@ WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1}
 SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1}
 LEADER_WAIT_S = 1.5             # a partition aimed at the leader waits this long for one
 # kill and pause targets, relatively: the leader's faults expose the most
-TARGET_WEIGHTS = {"leader": 4, "new-leader": 2, "candidate": 1, "followers": 2, "one": 1,
+TARGET_WEIGHTS = {"leader": 4, "new-leader": 3, "candidate": 2, "followers": 2, "one": 1,
                   "minority": 1, "majority": 1, "all": 1}
 SETTLE = 0.75                   # x interval: a partition's age before a process fault
 MAX_CHAIN = 3                   # new-leader: up to this many leaders hit in a row

@@ -35,7 +35,9 @@ deadline it is info. Between attempts that no node took, the client backs off
 answer to a slow op reaches the client. Without retry mode an indefinite answer ends
 the op at once (info). A read is never retried after an indefinite answer: it fails
 at once (a read changes nothing), and its client's next op goes to its home node
-again, which keeps a paused or deposed leader asked.
+again, which keeps a paused or deposed leader asked. In retry mode a read that no node
+could take (no leader yet) waits for one like a write does, so reads reach a new
+leader the moment it takes office.
 
 The final phase (`final_reads`) reads every key the run touched until one read of it
 succeeds (bounded in time), so that the last write of each key is observed.
@@ -204,7 +206,7 @@ class RegisterWorkload:
                     return _Outcome(FAIL if reading else INFO, error=error, node=node,
                                     leader=leader)
                 uncertain = uncertain or error
-            if uncertain is None:
+            if uncertain is None and not (reading and opts.retry):
                 # every attempt so far was refused before it ran: try another node,
                 # at most _MAX_REDIRECTS times, then the op failed (a definite answer
                 # is trusted, as Jepsen's clients trust it)
@@ -212,7 +214,9 @@ class RegisterWorkload:
                 if nxt is None or len(tried) > _MAX_REDIRECTS:
                     break
             else:
-                # the op may have run: only its own result may end it (retry mode)
+                # the op may have run: only its own result may end it (retry mode); a
+                # read waits the same way for a node that can serve it, so reads reach
+                # a new leader the moment it takes office
                 nxt = self._next_node(node, leader, tried) or (
                     self._ring_from(node)[0] if len(self.nodes) > 1 else node)
                 if not definite or nxt in tried:
