@@ -11,13 +11,10 @@ partition while a node is down, on slow links):
   process    kill (SIGKILL, then restart on the same data), pause (SIGSTOP, then
              SIGCONT), restart (kill every node, then start them all)
 
-A stop removes only its own toxics (the cuts, or the latency), and checks that none is
-left; the other network fault may still hold.
-
-Within a package one fault holds at a time; kinds are drawn with weights (WEIGHTS:
-a whole-cluster restart stops everything, so it comes least often). Periods are the
-interval times a seeded factor: quiet 0.2-1.0, hold 0.3-1.5 (a whole-cluster restart:
-0.05-0.5), the first quiet period 0.1-0.5, so a short run still sees many faults.
+Within a package one fault holds at a time; kinds are drawn with weights (WEIGHTS).
+Periods are the interval times a seeded factor (QUIET, HOLD, FIRST_QUIET), so a short
+run still sees many faults. A stop removes only its own toxics and checks that none
+is left.
 
 Faults follow the leader (nemesis.observe asks GET /status). A partition puts the
 leader on the side it cuts off with probability `leader_bias` (waiting a moment for
@@ -40,11 +37,8 @@ and commit; a deposed leader is stale only once another leader commits); and a
 process fault starts only once the partition in force is SETTLE x interval old, so the
 majority side has elected and committed, and the deposed leader served its clients.
 
-Every action is two `info` ops of process "nemesis" (SPEC section 7): the invoke
-says what is asked, the completion what was done (or carries an `error`). Starts
-carry `target` (how the nodes were chosen) and, when a leader was seen, its `term`;
-a kill's completion carries `lost_bytes` when the cluster loses unsynced writes
-(crash_fs). `heal_all()` ends whatever is in force, verifies the network is healed
+Every action is two `info` ops of process "nemesis" (SPEC section 7: `target`,
+`term`, `lost_bytes`; an `error` when a step failed). `heal_all()` ends whatever is in force, verifies the network is healed
 and that no node is still held, and is always called when `run` returns, so a run
 ends healed; a heal that cannot be done raises `NemesisError`. A node that no
 restart can bring back because it exits by itself is the node's failure, not the
@@ -200,12 +194,9 @@ class Nemesis:
         with self._state:
             return [h for pkg in PACKAGES for h in self._held[pkg]]
 
-    def _down(self) -> set[str]:
-        """Nodes killed or paused by the nemesis (left out of status polls)."""
-        return self._in_force()[0]
-
     def _live(self) -> list[str]:
-        down = self._down()
+        """Nodes not killed or paused by the nemesis (the only ones status polls ask)."""
+        down = self._in_force()[0]
         return [n for n in self.cluster.node_ids if n not in down]
 
     def _in_force(self) -> tuple[set[str], list[dict]]:
