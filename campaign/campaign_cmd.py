@@ -148,7 +148,7 @@ def plan(path: Path, overrides: dict[str, Any]) -> tuple[str, list[TestOptions]]
 def _describe(o: TestOptions) -> str:
     text = (f"nodes {o.nodes} rate {o.rate:g} nemesis {','.join(o.nemesis) or 'none'} "
             f"seed {o.seed}")
-    return text + (f" bug {o.bug}" if o.bug else "")
+    return text + (f" bug {','.join(o.bug)}" if o.bug else "")
 
 
 def print_summary(rows: list[tuple[str, RunOutcome]], out: TextIO) -> None:

@@ -31,17 +31,22 @@ from history.ops import FAIL, INFO, OK, Op
 from history.writer import HistoryWriter
 from campaign import stats as stats_mod
 from campaign import store
+from nemesis import partition, process, schedule
+from node import bugs as node_bugs
 from workloads.register import RegisterWorkload, WorkloadOptions
 
 log = logging.getLogger("raftcheck.runner")
 
-FAULTS = ("partition", "kill", "pause", "latency")
-BUGS = ("local-reads", "ack-before-commit")
+FAULTS = schedule.FAULTS
+DEFAULT_NEMESIS = FAULTS         # every fault kind
+BUGS = tuple(sorted(node_bugs.BUGS))
 BACKENDS = ("local", "docker")
+CRASH_FS = ("auto", "on", "off")
 SUMMARY_LINES = 40             # lines of the checker's explanation printed after a run
 CHECK_MEMORY_LIMIT_MB = 1024   # the search's memory budget, as `raftcheck check`'s default
-TARGETS = ("one", "minority", "majority", "all", "leader")
-SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way")
+TARGETS = process.TARGETS
+SHAPES = partition.SHAPES
+ATTEMPT_SLACK_S = 0.5          # a client waits the nodes' commit wait plus this per attempt
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 254, 255
 # How bad an exit code is, for "the worst over several runs": a violation found is the
@@ -61,25 +66,37 @@ def exit_code(valid: Any) -> int:
 
 @dataclass
 class TestOptions:
-    """Every option of one run (written to test.json; enough to rerun it)."""
+    """Every option of one run (written to test.json; enough to rerun it).
+
+    The defaults are chosen to find bugs (docs/usage.md, "Why these defaults"): 200
+    ops/s offered by 4 clients per node on fast-rotating keys, retried with the same
+    client/seq; every fault kind, overlapping, a fault started or stopped about every
+    half second, following the leader; nodes that answer a slow op after 0.5 s, and
+    clients that wait for that answer (1 s per attempt) and try again, so that a
+    client stuck on a paused or deposed leader asks it again soon.
+    """
 
     name: str = "register"
     nodes: int = 3
     time_limit: float = 30.0
-    rate: float = 30.0
-    concurrency: str = "2n"
-    nemesis: list[str] = field(default_factory=lambda: ["partition", "kill"])
-    nemesis_interval: float = 10.0
+    rate: float = 200.0
+    concurrency: str = "4n"
+    nemesis: list[str] = field(default_factory=lambda: list(DEFAULT_NEMESIS))
+    nemesis_interval: float = schedule.DEFAULT_INTERVAL_S
     nemesis_targets: list[str] | None = None
     partition_shapes: list[str] | None = None
+    leader_bias: float = schedule.DEFAULT_LEADER_BIAS
     seed: int = 0
     backend: str = "local"
-    bug: str | None = None
+    bug: list[str] | None = None
+    crash_fs: str = "auto"
     store: str = "store"
-    ops_per_key: int = 100
-    check_time_limit: float = 60.0
-    op_timeout: float = 1.0
-    final_timeout: float = 30.0
+    ops_per_key: int = 50
+    check_time_limit: float = 20.0
+    op_timeout: float = 5.0
+    commit_wait: float = 0.5
+    retry: bool = True
+    final_timeout: float = 10.0
     min_ok: int = stats_mod.DEFAULT_MIN_OK
     node_options: dict | None = None
     base_port: int | None = None   # local backend: fixed ports instead of free ones
@@ -88,12 +105,33 @@ class TestOptions:
         """The number of client processes: N, or N per node for "Nn"."""
         return parse_concurrency(self.concurrency, self.nodes)
 
+    def attempt_timeout(self) -> float:
+        """How long a client waits for one node's answer: the nodes' commit wait plus
+        a margin, so that a node's own answer to a slow op reaches the client."""
+        return min(self.op_timeout, self.commit_wait + ATTEMPT_SLACK_S)
+
+    def cluster_node_options(self) -> dict:
+        """node_options for the cluster file, with the commit wait as the nodes'
+        request_timeout_ms."""
+        out = dict(self.node_options or {})
+        out["request_timeout_ms"] = int(round(self.commit_wait * 1000))
+        return out
+
+    def warnings(self) -> list[str]:
+        """Valid but unwise settings, said in the run's output and results.json."""
+        out = []
+        if self.op_timeout <= self.commit_wait:
+            out.append(f"op_timeout ({self.op_timeout:g} s) is not longer than "
+                       f"commit_wait ({self.commit_wait:g} s): clients give up before a "
+                       "node answers a slow op")
+        return out
+
     def validate(self) -> "TestOptions":
         """Raise BadInput (naming the field) for any value that cannot run."""
         store.check_name(self.name)
         _positive_int(self.nodes, "nodes", maximum=15)
         for f in ("time_limit", "rate", "nemesis_interval", "check_time_limit",
-                  "op_timeout", "final_timeout"):
+                  "op_timeout", "commit_wait", "final_timeout"):
             _positive_number(getattr(self, f), f)
         _positive_int(self.ops_per_key, "ops_per_key")
         if not isinstance(self.min_ok, int) or self.min_ok < 0:
@@ -102,31 +140,50 @@ class TestOptions:
         self.workers()
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise BadInput(f"must be an integer, got {self.seed!r}", field="seed")
-        bad = [f for f in self.nemesis if f not in FAULTS]
-        if bad:
-            raise BadInput(f"unknown fault {bad[0]!r} (choose from {', '.join(FAULTS)}, "
-                           "or none)", field="nemesis")
+        if not isinstance(self.retry, bool):
+            raise BadInput(f"must be true or false, got {self.retry!r}", field="retry")
+        if isinstance(self.leader_bias, bool) or not isinstance(self.leader_bias, (int, float)) \
+                or not 0 <= self.leader_bias <= 1:
+            raise BadInput(f"must be a number from 0 to 1, got {self.leader_bias!r}",
+                           field="leader_bias")
+        _choices(self.nemesis, FAULTS, "nemesis", "fault", extra=", or none")
         if self.nemesis_targets is not None:
-            bad = [t for t in self.nemesis_targets if t not in TARGETS]
-            if bad:
-                raise BadInput(f"unknown target {bad[0]!r} (choose from "
-                               f"{', '.join(TARGETS)})", field="nemesis_targets")
+            _choices(self.nemesis_targets, TARGETS, "nemesis_targets", "target")
         if self.partition_shapes is not None:
-            bad = [t for t in self.partition_shapes if t not in SHAPES]
-            if bad:
-                raise BadInput(f"unknown partition shape {bad[0]!r} (choose from "
-                               f"{', '.join(SHAPES)})", field="partition_shapes")
+            _choices(self.partition_shapes, SHAPES, "partition_shapes", "partition shape")
         if self.backend not in BACKENDS:
             raise BadInput(f"unknown backend {self.backend!r} (choose from "
                            f"{', '.join(BACKENDS)})", field="backend")
-        if self.bug is not None and self.bug not in BUGS:
-            raise BadInput(f"unknown bug {self.bug!r} (choose from {', '.join(BUGS)})",
-                           field="bug")
+        if isinstance(self.bug, str):
+            self.bug = [b.strip() for b in self.bug.split(",") if b.strip()]
+        if self.bug is not None:
+            if not isinstance(self.bug, list):
+                raise BadInput(f"expected a list of bug names, got {self.bug!r}",
+                               field="bug")
+            _choices(self.bug, BUGS, "bug", "bug")
+            self.bug = list(dict.fromkeys(self.bug)) or None
+        if self.crash_fs is True or self.crash_fs is False:
+            self.crash_fs = "on" if self.crash_fs else "off"
+        if self.crash_fs not in CRASH_FS:
+            raise BadInput(f"expected one of {', '.join(CRASH_FS)}, got {self.crash_fs!r}",
+                           field="crash_fs")
         if self.base_port is not None:
             _positive_int(self.base_port, "base_port", maximum=65535)
-        if self.node_options is not None and not isinstance(self.node_options, dict):
-            raise BadInput("must be a mapping", field="node_options")
+        if self.node_options is not None:
+            if not isinstance(self.node_options, dict):
+                raise BadInput("must be a mapping", field="node_options")
+            if "request_timeout_ms" in self.node_options:
+                raise BadInput("set the nodes' commit wait with commit_wait (seconds), "
+                               "not request_timeout_ms", field="node_options")
         return self
+
+
+def _choices(values: Any, allowed: tuple[str, ...], field_name: str, what: str,
+             extra: str = "") -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise BadInput(f"unknown {what} {bad[0]!r} (choose from {', '.join(allowed)}"
+                       f"{extra})", field=field_name)
 
 
 def _positive_int(v: Any, name: str, maximum: int | None = None) -> None:
@@ -329,6 +386,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     from cluster.base import make_cluster
 
     options.validate()
+    crash_fs, why_not = resolve_crash_fs(options)  # before the folder: may be BadInput
     t_start = time.monotonic()
     run_dir = store.new_run_dir(options.store, options.name)
     test = _test_json(options)
@@ -343,8 +401,14 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     nemesis_thread: threading.Thread | None = None
     crashed: BaseException | None = None
     nemesis_errors: list[BaseException] = []
-    backend_options = {} if options.base_port is None else {"base_port": options.base_port}
+    backend_options: dict[str, Any] = ({} if options.base_port is None
+                                       else {"base_port": options.base_port})
     cluster = None
+    warnings = options.warnings()
+    if why_not:
+        warnings.append(why_not)
+    test["run"] = {"crash_fs": crash_fs}
+    store.write_json(run_dir / store.TEST_JSON, test)
 
     def source() -> dict:
         c = workload.counts if workload else {}
@@ -355,27 +419,33 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     progress.start()
     try:
         try:
-            cluster = make_cluster(options.backend, options.nodes, run_dir, bug=options.bug,
-                                   node_options=options.node_options, **backend_options)
+            cluster = make_cluster(options.backend, options.nodes, run_dir,
+                                   bug=",".join(options.bug or []) or None,
+                                   node_options=options.cluster_node_options(),
+                                   crash_fs=crash_fs, **backend_options)
             cluster.start()
             timing["setup_s"] = time.monotonic() - t_start
             store.update_latest(run_dir)
             progress.say(f"cluster of {options.nodes} up in {timing['setup_s']:.1f}s; "
                          f"run folder {run_dir}")
+            for w in warnings:
+                progress.say(f"warning: {w}")
             urls = {n: cluster.client_url(n) for n in cluster.node_ids}
             workload = RegisterWorkload(
                 history, urls, WorkloadOptions(
                     rate=options.rate, concurrency=options.workers(),
                     time_limit=options.time_limit, ops_per_key=options.ops_per_key,
-                    op_timeout=options.op_timeout, final_timeout=options.final_timeout),
+                    op_timeout=options.op_timeout,
+                    attempt_timeout=options.attempt_timeout(), retry=options.retry,
+                    final_timeout=options.final_timeout),
                 seed=options.seed, client_prefix=f"{run_dir.name}-")
             asyncio.run(workload.wait_for_leader(10.0))  # bounded: a leader, or go on
             timing["setup_s"] = time.monotonic() - t_start
             if options.nemesis:
-                from nemesis.schedule import Nemesis
-                nemesis = Nemesis(cluster, list(options.nemesis), options.nemesis_interval,
-                                  options.seed, history, targets=options.nemesis_targets,
-                                  shapes=options.partition_shapes)
+                nemesis = schedule.Nemesis(
+                    cluster, list(options.nemesis), options.nemesis_interval,
+                    options.seed, history, targets=options.nemesis_targets,
+                    shapes=options.partition_shapes, leader_bias=options.leader_bias)
                 nemesis_thread = threading.Thread(target=_guard, args=(nemesis.run, stop,
                                                   nemesis_errors), name="nemesis",
                                                   daemon=True)
@@ -389,10 +459,11 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
             t_final = time.monotonic()
             stop.set()
             if nemesis_thread is not None:
-                nemesis_thread.join(timeout=options.nemesis_interval + 60)
+                nemesis_thread.join(timeout=schedule.JOIN_S + 30)
                 if nemesis_errors:
                     raise nemesis_errors[0]
                 nemesis.heal_all()
+                warnings.extend(nemesis.abandoned)
             final_start_ns = history.now()
             asyncio.run(workload.final_reads())
             timing["final_s"] = time.monotonic() - t_final
@@ -449,22 +520,38 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     results["final_start_ns"] = final_start_ns
     t_report = time.monotonic()
     results["timing"] = {k: round(v, 3) for k, v in timing.items()}
+    results["warnings"].extend(warnings)
     results["warnings"].extend(render(run_dir, ops, results, test))
     timing["report_s"] = time.monotonic() - t_report
     timing["total_s"] = time.monotonic() - t_start
     results["timing"] = {k: round(v, 3) for k, v in timing.items()}
     store.write_json(run_dir / store.RESULTS_JSON, results)
-    test["run"] = {"final_start_ns": final_start_ns, "timing": results["timing"]}
+    test["run"] = {"final_start_ns": final_start_ns, "timing": results["timing"],
+                   "crash_fs": crash_fs}
     store.write_json(run_dir / store.TEST_JSON, test)
     print(f"{options.name}: {options.nodes} nodes, seed {options.seed}, nemesis "
-          f"{','.join(options.nemesis) or 'none'}" + (f", bug {options.bug}" if options.bug
-                                                       else ""), file=out)
+          f"{','.join(options.nemesis) or 'none'}"
+          + (f", bug {','.join(options.bug)}" if options.bug else ""), file=out)
     for line in summary_lines(results, check_result):
         print(line, file=out)
     print(verdict_line(results["valid"]), file=out)
     print(f"{run_dir}", file=out)
     out.flush()
     return RunOutcome(run_dir, results["valid"], exit_code(results["valid"]), results)
+
+
+def resolve_crash_fs(options: TestOptions) -> tuple[bool, str | None]:
+    """Whether kills lose unsynced writes in this run, and why not when `auto` had
+    to say no (a warning). `on` without a usable crash file system is a BadInput."""
+    if options.crash_fs == "off":
+        return False, None
+    from cluster import faultfs
+    why = faultfs.available()
+    if why is None:
+        return True, None
+    if options.crash_fs == "on":
+        raise BadInput(f"crash_fs is on, but {why}", field="crash_fs")
+    return False, f"crash_fs off: {why}; killed nodes keep their unsynced writes"
 
 
 def _guard(fn: Callable, stop: threading.Event, errors: list[BaseException]) -> None:

@@ -5,7 +5,11 @@ first fault started), ``during-faults`` (while at least one fault was active: fr
 nemesis start op's invoke to the matching stop op's completion), ``between-faults``
 (healed, between two faults) and ``final`` (the final reads after every fault was
 healed). *Availability during faults* is the fraction of ops invoked during faults that
-completed ok.
+completed ok. Faults are also counted *by kind* (partition, latency, kill, pause,
+restart: each kind's windows, the time they held, the ops invoked while one held and
+how many of those were ok) and *by target* ("kill new-leader", "partition leader":
+how the nemesis chose the nodes), with the bytes of unsynced writes that kills lost
+(`lost_bytes`, when the cluster ran on the crash file system).
 
 The *vacuity rule*: a run that proves little is never called valid. If faults were
 asked for and no op succeeded while one was active (or no fault ever started), or the
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
-from history.faults import fault_windows
+from history.faults import FaultWindow, fault_windows
 from history.ops import FAIL, INFO, INVOKE, NEMESIS, OK, Op
 
 BEFORE, DURING, BETWEEN, FINAL = "before-faults", "during-faults", "between-faults", "final"
@@ -51,7 +55,8 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def compute(ops: list[Op], final_start_ns: int | None = None) -> dict[str, Any]:
     """Statistics of a history (JSON-ready)."""
-    intervals = fault_intervals(ops)
+    windows = fault_windows(ops)
+    intervals = [(w.start, w.end, w.kind) for w in windows]
     open_ops: dict[Any, Op] = {}
     pairs: list[tuple[Op, str, Op | None]] = []   # (invoke, outcome type, completion)
     for op in ops:
@@ -88,6 +93,7 @@ def compute(ops: list[Op], final_start_ns: int | None = None) -> dict[str, Any]:
     during = by_phase[DURING]
     during_total = sum(during.values())
     faults_by_kind = Counter(kind for _, _, kind in intervals)
+    kinds = _by_kind(windows, [(inv.time, typ) for inv, typ, _ in pairs])
     duration = (max(op.time for op in ops) / 1e9) if ops else 0.0
     return {
         "ops": len(pairs),
@@ -96,7 +102,11 @@ def compute(ops: list[Op], final_start_ns: int | None = None) -> dict[str, Any]:
         "by_phase": {p: counts(by_phase[p]) for p in PHASES},
         "errors": dict(errors.most_common()),
         "faults": {"count": len(intervals), "by_kind": dict(faults_by_kind),
-                   "active_s": round(sum(b - a for a, b in _union(intervals)) / 1e9, 3)},
+                   "active_s": round(sum(b - a for a, b in _union(intervals)) / 1e9, 3),
+                   "kinds": kinds,
+                   "by_target": dict(sorted(Counter(
+                       f"{w.kind} {w.target}" for w in windows if w.target).items())),
+                   "lost_bytes": _lost_bytes(ops)},
         "availability": round(by_type[OK] / len(pairs), 4) if pairs else None,
         "availability_during_faults": (round(during[OK] / during_total, 4)
                                        if during_total else None),
@@ -105,6 +115,34 @@ def compute(ops: list[Op], final_start_ns: int | None = None) -> dict[str, Any]:
                        "max": round(latencies[-1], 2) if latencies else None},
         "duration_s": round(duration, 3),
     }
+
+
+def _by_kind(windows: list[FaultWindow], invokes: list[tuple[int, str]]) -> dict:
+    """Per fault kind: windows, time held, ops invoked while one held, ok share."""
+    out: dict[str, Any] = {}
+    for kind in sorted({w.kind for w in windows}):
+        spans = [(w.start, w.end, kind) for w in windows if w.kind == kind]
+        merged = _union(spans)
+        ops: Counter[str] = Counter()
+        for t, typ in invokes:
+            if any(a <= t <= b for a, b in merged):
+                ops[typ] += 1
+        total = sum(ops.values())
+        out[kind] = {"count": len(spans),
+                     "active_s": round(sum(b - a for a, b in merged) / 1e9, 3),
+                     "ops": {t: ops.get(t, 0) for t in (OK, FAIL, INFO)},
+                     "availability": round(ops[OK] / total, 4) if total else None}
+    return out
+
+
+def _lost_bytes(ops: list[Op]) -> int:
+    """Bytes of unsynced writes the nemesis's kills lost (their `lost_bytes`)."""
+    total = 0
+    for op in ops:
+        lost = op.extra.get("lost_bytes") if op.process == NEMESIS else None
+        if isinstance(lost, dict):
+            total += sum(v for v in lost.values() if isinstance(v, int))
+    return total
 
 
 def _union(intervals: list[tuple[int, int, str]]) -> list[tuple[int, int]]:

@@ -1,7 +1,7 @@
 """`raftcheck test`: run chaos tests against a fresh cluster and check them.
 
-    raftcheck test --nodes 5 --time-limit 60 --rate 50 --concurrency 2n \\
-        --nemesis partition,kill,pause --nemesis-interval 10 --seed 42 --test-count 3
+    raftcheck test --nodes 5 --time-limit 60 --rate 300 --concurrency 4n \\
+        --nemesis partition,kill,pause --nemesis-interval 2 --seed 42 --test-count 3
 
 Each run gets its own store folder (SPEC section 8). With --test-count N the runs use
 seeds seed, seed+1, ...; the exit code is the worst over the runs (SPEC section 3:
@@ -17,38 +17,54 @@ from dataclasses import fields, replace
 from typing import Any
 
 from history.errors import BadInput
-from campaign.runner import (BACKENDS, BUGS, FAULTS, TestOptions, run_test, worst_exit)
+from campaign.runner import (BACKENDS, BUGS, CRASH_FS, FAULTS, TARGETS, TestOptions,
+                             run_test, worst_exit)
 
 # flag dest -> TestOptions field (same name), in the order of --help
 OPTION_FLAGS: list[tuple[str, dict]] = [
     ("--nodes", dict(type=int, metavar="N", help="number of nodes (default 3)")),
     ("--time-limit", dict(type=float, metavar="S", help="seconds of load (default 30)")),
-    ("--rate", dict(type=float, metavar="R", help="ops/s over all clients (default 30)")),
+    ("--rate", dict(type=float, metavar="R", help="ops/s over all clients (default 200)")),
     ("--concurrency", dict(metavar="N|Nn", help="client processes: N, or N per node "
-                                                "as Nn (default 2n)")),
+                                                "as Nn (default 4n)")),
     ("--nemesis", dict(metavar="F,F", help=f"faults, comma-separated, from {','.join(FAULTS)};"
-                                           " or none (default partition,kill)")),
+                                           " or none (default: all of them)")),
     ("--nemesis-interval", dict(type=float, metavar="S",
-                                help="seconds between fault starts and stops (default 10)")),
-    ("--nemesis-targets", dict(metavar="T,T", help="which nodes kill and pause hit: one, "
-                                                   "minority, majority, all, leader (default: "
-                                                   "mixed; partitions use --partition-shapes)")),
+                                help="scale of every quiet and fault period, in seconds "
+                                     "(default 2)")),
+    ("--nemesis-targets", dict(metavar="T,T", help="which nodes kill and pause hit: "
+                                                   f"{', '.join(TARGETS)} (default: all "
+                                                   "but all; partitions use "
+                                                   "--partition-shapes)")),
     ("--partition-shapes", dict(metavar="S,S", help="partition shapes: one, majority, "
                                 "majorities-ring, bridge, one-way (default: all)")),
+    ("--leader-bias", dict(type=float, metavar="P", help="chance that a partition cuts "
+                                                         "off the leader (default 0.75)")),
     ("--seed", dict(type=int, help="seed of the workload and the nemesis (default random)")),
     ("--backend", dict(choices=BACKENDS, help="where nodes run (default local)")),
-    ("--bug", dict(choices=BUGS, help="plant a known Raft bug in every node")),
+    ("--bug", dict(metavar="NAME,NAME", help="plant known Raft bugs in every node: "
+                                             f"{', '.join(BUGS)}")),
+    ("--crash-fs", dict(choices=CRASH_FS, help="kills lose unsynced writes: auto (when "
+                                               "the crash file system works), on, off "
+                                               "(default auto)")),
     ("--store", dict(metavar="DIR", help="store folder (default ./store)")),
     ("--name", dict(help="test name, the store sub-folder (default register)")),
     ("--ops-per-key", dict(type=int, metavar="N", help="ops on a key before the "
-                                                       "workload moves on (default 100)")),
+                                                       "workload moves on (default 50)")),
     ("--check-time-limit", dict(type=float, metavar="S",
-                                help="checker budget in seconds (default 60)")),
+                                help="checker budget in seconds (default 20)")),
     ("--base-port", dict(type=int, metavar="P", help="local backend: fixed ports from P "
                                                      "on (default: free ports)")),
-    ("--op-timeout", dict(type=float, metavar="S", help="client timeout per op (default 1.0)")),
+    ("--op-timeout", dict(type=float, metavar="S", help="deadline of one client op, every "
+                                                        "retry included (default 5)")),
+    ("--commit-wait", dict(type=float, metavar="S",
+                           help="how long a node waits for an op to commit before it "
+                                "answers timeout (default 0.5)")),
+    ("--retry", dict(action=argparse.BooleanOptionalAction,
+                     help="retry an indefinite op with the same client id and seq "
+                          "until a definite answer or its deadline (default on)")),
     ("--final-timeout", dict(type=float, metavar="S",
-                             help="budget of the final reads (default 30)")),
+                             help="budget of the final reads (default 10)")),
 ]
 
 _FIELDS = {f.name for f in fields(TestOptions)}
@@ -99,7 +115,7 @@ def build_options(values: dict[str, Any]) -> TestOptions:
     values = dict(values)
     if "nemesis" in values:
         values["nemesis"] = split_list(values["nemesis"], "nemesis")
-    for name in ("nemesis_targets", "partition_shapes"):
+    for name in ("nemesis_targets", "partition_shapes", "bug"):
         if values.get(name) is not None:
             values[name] = split_list(values[name], name) or None
     if "concurrency" in values:

@@ -15,7 +15,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from history.faults import NEMESIS, FaultPairing, FaultWindow, short as _short
+from history.faults import NEMESIS, FaultPairing, FaultWindow, short as _short, target_of
 
 OUTCOMES = ("ok", "fail", "info")
 
@@ -111,7 +111,7 @@ def pair(ops: Iterable[Any]) -> Intervals:
         if proc == NEMESIS:
             op = as_dict(raw)
             out.nemesis_events.append(op)
-            faults.add(typ, f, t, op.get("value"))
+            faults.add(typ, f, t, op.get("value"), target_of(op))
             continue
         if typ == "invoke":
             if proc in open_ops:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from history.errors import BadInput
 from history.writer import HistoryWriter
 from campaign import store
 
@@ -43,6 +44,11 @@ def one_line_error(r, *words: str) -> str:
     (["--nemesis", "partition,flood"], ["--nemesis", "flood"]),
     (["--rate", "-5"], ["--rate"]),
     (["--bug", "no-such-bug"], ["--bug"]),
+    (["--bug", "local-reads,nope"], ["--bug", "nope"]),
+    (["--commit-wait", "0"], ["--commit-wait"]),
+    (["--leader-bias", "1.5"], ["--leader-bias"]),
+    (["--nemesis-targets", "leader,boss"], ["--nemesis-targets", "boss"]),
+    (["--crash-fs", "maybe"], ["--crash-fs"]),
     (["--backend", "cloud"], ["--backend"]),
     (["--name", "../escape"], ["--name"]),
     (["--test-count", "0"], ["--test-count"]),
@@ -51,6 +57,48 @@ def one_line_error(r, *words: str) -> str:
 def test_bad_flags_are_one_line(tmp_path, args, words):
     r = raftcheck("test", "--store", str(tmp_path / "store"), *args)
     one_line_error(r, *words)
+    assert not list((tmp_path / "store").rglob("history.jsonl"))
+
+
+def test_defaults_are_consistent():
+    """The defaults find bugs only if the pieces fit: a node answers a slow op after
+    its commit wait, the client waits longer than that for one attempt and has time
+    for more than one attempt; every fault kind is on; a run's work after the load is
+    bounded well inside 30 s."""
+    from campaign.runner import FAULTS, TestOptions
+    from workloads.register import WorkloadOptions
+    o = TestOptions().validate()
+    assert not o.warnings()
+    assert o.retry is True and o.crash_fs == "auto" and o.bug is None
+    assert set(o.nemesis) == set(FAULTS)
+    assert o.cluster_node_options()["request_timeout_ms"] == round(o.commit_wait * 1000)
+    assert o.commit_wait < o.attempt_timeout() <= o.op_timeout / 2
+    assert o.rate >= 100 and o.workers() >= 2 * o.nodes
+    assert o.final_timeout + o.check_time_limit <= 30
+    w = WorkloadOptions()
+    for name in ("rate", "time_limit", "ops_per_key", "op_timeout", "retry",
+                 "final_timeout"):
+        assert getattr(w, name) == getattr(o, name), name
+    assert w.attempt_timeout == o.attempt_timeout()
+    assert TestOptions(op_timeout=0.5).validate().warnings()  # shorter than commit_wait
+
+
+def test_bug_lists_and_crash_fs_values():
+    from campaign.runner import BUGS, TestOptions
+    from campaign.test_cmd import build_options
+    assert build_options({"bug": ",".join(BUGS), "seed": 1}).bug == list(BUGS)
+    assert build_options({"bug": list(BUGS)[:1], "seed": 1}).bug == list(BUGS)[:1]
+    assert build_options({"bug": "none", "seed": 1}).bug is None
+    assert TestOptions(crash_fs=True).validate().crash_fs == "on"
+    with pytest.raises(BadInput) as e:
+        TestOptions(node_options={"request_timeout_ms": 5}).validate()
+    assert e.value.field == "node_options"
+
+
+def test_crash_fs_on_without_faultfs_is_one_line(tmp_path):
+    r = raftcheck("test", "--time-limit", "1", "--crash-fs", "on", "--store",
+                  str(tmp_path / "store"), env={"RAFTCHECK_FAULTFS": "/nonexistent"})
+    one_line_error(r, "crash", "/nonexistent")
     assert not list((tmp_path / "store").rglob("history.jsonl"))
 
 

@@ -219,7 +219,7 @@ def test_refused_connection_is_fail(tmp_path):
                         for op in done)
 
 
-def test_timeouts_indefinite_and_refused(tmp_path):
+def test_timeouts_indefinite_and_refused_without_retry(tmp_path):
     async def slow(request):
         await asyncio.sleep(2)
         return web.json_response({"ok": True})
@@ -233,9 +233,10 @@ def test_timeouts_indefinite_and_refused(tmp_path):
                                   "error": "key-does-not-exist", "definite": True})
 
     urls, stop = with_servers({"slow": slow, "crash": indefinite, "busy": unavailable})
-    try:
+    try:  # without retry mode: the first indefinite answer ends the op
         ops, _ = run_workload(tmp_path, urls, concurrency=4, time_limit=1.0,
-                              op_timeout=0.3, final_timeout=0.5)
+                              op_timeout=0.3, attempt_timeout=0.3, final_timeout=0.5,
+                              retry=False)
     finally:
         stop()
     check_well_formed(ops)
@@ -252,3 +253,142 @@ def test_timeouts_indefinite_and_refused(tmp_path):
     # after every info the worker went on under a fresh process id
     infos = [op for op in done if op["type"] == "info"]
     assert infos and len({op["process"] for op in infos}) == len(infos)
+
+
+# --- retry mode: the same client/seq until a definite answer ----------------------------
+
+def test_retry_mode_resends_the_same_client_seq_and_records_one_op(tmp_path):
+    """A node that commits an op but answers "timeout" (its commit wait ran out) the
+    first time it sees a (client, seq): the retry gets the stored result."""
+    regs = Registers()
+    attempts: Counter = Counter()
+
+    async def handler(request):
+        req = await request.json()
+        regs.requests.append(req)
+        ident = (req["client"], req["seq"])
+        attempts[ident] += 1
+        res = regs.apply(req)
+        if attempts[ident] == 1 and req["op"] != "read":
+            return web.json_response({"ok": False, "code": 0, "error": "timeout",
+                                      "definite": False}, status=504)
+        return web.json_response(res)
+
+    urls, stop = with_servers({"n1": handler, "n2": handler})
+    try:
+        ops, w = run_workload(tmp_path, urls, concurrency=3, time_limit=0.8, op_timeout=3.0)
+    finally:
+        stop()
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    writes = [op for op in done if op["f"] in ("write", "cas")]
+    assert writes and not [op for op in done if op["type"] == "info"]
+    # every write and cas was sent twice with the same client/seq, applied once
+    resent = {i for i, n in attempts.items() if n >= 2}
+    assert len(resent) == len(writes)
+    assert all(n <= 2 for n in attempts.values())
+    ok_effects = sum(1 for op in done if op["type"] == "ok" and op["f"] in ("write", "cas"))
+    assert regs.applied == ok_effects
+    # the history holds one op per request identity: one invoke, one completion
+    invokes = [op for op in ops if op["type"] == "invoke"]
+    assert len(invokes) == len(attempts)
+    assert w.final_values == {k: regs.values.get(k) for k in w.generator.keys}
+
+
+def test_retry_ends_indefinite_ops_as_info_at_the_deadline(tmp_path):
+    """Indefinite, then "not executed here" forever: the first attempt may still take
+    effect, so the op is info at its deadline, never fail; reads end as fail."""
+    seen: list[tuple] = []
+
+    async def lost(request):
+        req = await request.json()
+        seen.append((req["client"], req["seq"], "n1"))
+        return web.json_response({"ok": False, "code": 0, "error": "timeout",
+                                  "definite": False}, status=504)
+
+    async def follower(request):
+        req = await request.json()
+        seen.append((req["client"], req["seq"], "n2"))
+        return web.json_response({"ok": False, "code": 30, "error": "not-leader",
+                                  "definite": True, "leader": "n1"}, status=503)
+
+    urls, stop = with_servers({"n1": lost, "n2": follower})
+    try:
+        ops, _ = run_workload(tmp_path, urls, concurrency=2, time_limit=0.3, op_timeout=0.6,
+                              final_timeout=0.3)
+    finally:
+        stop()
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    assert done and not [op for op in done if op["type"] == "ok"]
+    assert all(op["type"] == "info" and op["error"] == "timeout"
+               for op in done if op["f"] != "read")
+    assert all(op["type"] == "fail" for op in done if op["f"] == "read")
+    # several attempts per op, on both nodes, always with the op's own client/seq
+    per_op = Counter((c, q) for c, q, _ in seen)
+    assert max(per_op.values()) >= 3
+    assert {n for _, _, n in seen} == {"n1", "n2"}
+
+
+def test_definite_not_executed_is_trusted(tmp_path):
+    """"temporarily-unavailable" everywhere, and no attempt was uncertain: a write or
+    cas definitely did not run, so it fails after at most two redirects, without
+    waiting. A read (it changes nothing) waits for a node that can serve it, until its
+    deadline."""
+    seen: Counter = Counter()
+    kind: dict = {}
+
+    async def unavailable(request):
+        req = await request.json()
+        seen[(req["client"], req["seq"])] += 1
+        kind[(req["client"], req["seq"])] = req["op"]
+        return web.json_response({"ok": False, "code": 11,
+                                  "error": "temporarily-unavailable", "definite": True},
+                                 status=503)
+
+    urls, stop = with_servers({"n1": unavailable, "n2": unavailable, "n3": unavailable})
+    try:
+        ops, _ = run_workload(tmp_path, urls, concurrency=3, time_limit=0.6, op_timeout=0.8,
+                              final_timeout=0.3)
+    finally:
+        stop()
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    assert done and all(op["type"] == "fail" and op["error"] == "temporarily-unavailable"
+                        for op in done)
+    writes = [n for ident, n in seen.items() if kind[ident] != "read"]
+    reads = [n for ident, n in seen.items() if kind[ident] == "read"]
+    assert writes and all(n == 3 for n in writes)  # the home node and two redirects
+    assert reads and max(reads) > 3
+
+
+def test_uncertain_op_waits_for_a_leader(tmp_path):
+    """The first attempt timed out (it may have run); then no leader for a while: the
+    op keeps its client/seq and waits for a node that answers from the state machine."""
+    regs = Registers()
+    attempts: Counter = Counter()
+
+    async def electing(request):
+        req = await request.json()
+        ident = (req["client"], req["seq"])
+        attempts[ident] += 1
+        if attempts[ident] == 1 and req["op"] != "read":
+            return web.json_response({"ok": False, "code": 0, "error": "timeout",
+                                      "definite": False}, status=504)
+        if attempts[ident] <= 5:
+            return web.json_response({"ok": False, "code": 11,
+                                      "error": "temporarily-unavailable",
+                                      "definite": True}, status=503)
+        return web.json_response(regs.apply(req))
+
+    urls, stop = with_servers({"n1": electing, "n2": electing})
+    try:
+        ops, _ = run_workload(tmp_path, urls, concurrency=2, time_limit=0.5, op_timeout=4.0)
+    finally:
+        stop()
+    check_well_formed(ops)
+    done = [op for op in ops if op["type"] != "invoke"]
+    writes = [op for op in done if op["f"] in ("write", "cas")]
+    assert writes and all(op["type"] in ("ok", "fail") for op in writes)
+    assert not [op for op in writes if op.get("error") == "temporarily-unavailable"]
+    assert max(attempts.values()) == 6

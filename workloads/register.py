@@ -4,17 +4,40 @@ A *worker* is one logical client process (SPEC section 2): it has at most one op
 records it as an invoke and then exactly one completion (ok / fail / info), and after an
 info continues under a new process id (the old op may still take effect at any time).
 Workers share an overall rate (`rate` ops/s, randomly staggered) and run until the time
-limit. Op outcomes follow SPEC section 4:
+limit. Each op starts at the worker's home node, as Jepsen's clients do, so that every
+node, a deposed or paused leader included, keeps being asked. Op outcomes follow SPEC
+section 4:
 
 - ``ok:true`` -> ok; a definite error -> fail (``error`` = its name); an indefinite
   one -> info.
 - a timeout or a lost connection -> info, never fail; a read may be fail instead (a
   read changes nothing). A refused connection never reached the node: fail.
-- a definite ``not-leader`` (or ``temporarily-unavailable``, or a refused connection:
-  not executed either) is retried on the hinted leader, or else on the next node, with the SAME client id and
-  seq (exactly-once at the node), at most twice; a retry never follows an indefinite
-  answer. The op's invoke and completion bracket every attempt, so the history stays
-  honest.
+- a definite "not executed here" answer (``not-leader``, ``temporarily-unavailable``,
+  a refused connection) moves the op to the hinted leader, or else the next node, at
+  most twice; then the op failed. A definite answer is trusted, as Jepsen's clients
+  trust it: a node that says "not executed" about an op that later takes effect is
+  caught that way.
+
+*Retry mode* (on by default) makes a write or cas an exactly-once request, as Raft's client
+sessions intend (dissertation section 6.3): every attempt of one op carries the SAME
+client id and seq, and an indefinite answer (the node's own commit-wait timeout, a
+lost leadership, a client-side timeout, a lost connection) is retried, on the hinted
+leader or the next node, until a definite answer or the op's deadline
+(`op_timeout`). The node's register machine applies a (client, seq) at most once and
+answers a retry with the first attempt's result, so the op took effect at most once,
+between its invoke and its completion. The history stays honest: one invoke, one
+completion with the final answer. After an indefinite attempt, a later "not executed
+here" says nothing about the earlier attempt, so only an answer from the state
+machine (ok, precondition-failed, key-does-not-exist) ends the op early; at the
+deadline it is info. Between attempts that no node took, the client backs off
+(doubling, jittered) so as not to flood an election. One attempt waits at most
+`attempt_timeout`, chosen longer than the node's commit wait so that the node's own
+answer to a slow op reaches the client. Without retry mode an indefinite answer ends
+the op at once (info). A read is never retried after an indefinite answer: it fails
+at once (a read changes nothing), and its client's next op goes to its home node
+again, which keeps a paused or deposed leader asked. In retry mode a read that no node
+could take (no leader yet) waits for one like a write does, so reads reach a new
+leader the moment it takes office.
 
 The final phase (`final_reads`) reads every key the run touched until one read of it
 succeeds (bounded in time), so that the last write of each key is observed.
@@ -39,22 +62,27 @@ from workloads.generator import CAS, READ, WRITE, RegisterGenerator, RegisterOp
 
 log = logging.getLogger("raftcheck.workload")
 
-_MAX_REDIRECTS = 2
+_MAX_REDIRECTS = 2          # without retry mode: "not executed" answers followed
 # definite answers that say the op was not executed here: it may go elsewhere
 _NOT_EXECUTED = ("not-leader", "temporarily-unavailable", "connection-refused")
+_BACKOFF_S = (0.02, 0.25)   # first and longest wait before asking again when no node
+                            # could take the op (doubling in between, jittered)
+_MAX_ATTEMPTS = 200         # bound on attempts of one op (the deadline comes first)
 
 
 @dataclass
 class WorkloadOptions:
     """Knobs of the register workload (`raftcheck test` flags)."""
 
-    rate: float = 30.0            # ops/s over all workers
-    concurrency: int = 6          # number of workers (logical client processes)
+    rate: float = 200.0           # ops/s over all workers
+    concurrency: int = 12         # number of workers (logical client processes)
     time_limit: float = 30.0      # seconds of load
-    ops_per_key: int = 100        # invocations per key before it rotates
+    ops_per_key: int = 50         # invocations per key before it rotates
     active_keys: int = 0          # keys in use at once; 0 = max(1, concurrency // 2)
-    op_timeout: float = 1.0       # seconds per op, redirects included
-    final_timeout: float = 30.0   # seconds for the final reads, all keys together
+    op_timeout: float = 5.0       # seconds per op: its deadline, every attempt included
+    attempt_timeout: float = 1.0  # seconds per attempt (one request to one node)
+    retry: bool = True            # retry indefinite answers with the same client/seq
+    final_timeout: float = 10.0   # seconds for the final reads, all keys together
     read_weight: float = 1.0
     write_weight: float = 1.0
     cas_weight: float = 1.0
@@ -88,6 +116,7 @@ class RegisterWorkload:
         self.client_prefix = client_prefix
         self.counts: Counter[str] = Counter()   # completions by type, for progress
         self.in_flight = 0
+        self.leader_hint: str | None = None     # the last leader a node named
         self._next_process = options.concurrency
         self._next_slot = 0.0
         self._session: aiohttp.ClientSession | None = None
@@ -95,9 +124,12 @@ class RegisterWorkload:
     # -- plumbing -------------------------------------------------------------
 
     def _new_session(self) -> aiohttp.ClientSession:
-        # force_close: one connection per request, so a refused connection means the
-        # request never left, and a killed node leaves no stale pooled socket behind.
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        # Kept-alive connections (a new one per request costs the 2-core machine
+        # about 40% of the load it can drive). A refused connection still means the
+        # request never left (definite); a pooled connection that a killed node
+        # reset fails as "connection-lost", which is indefinite, as it must be when
+        # the client cannot tell whether the request got out.
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     def _fresh_process(self) -> int:
         p = self._next_process
@@ -124,47 +156,90 @@ class RegisterWorkload:
             raise ValueError("no 'ok' field")
         return data
 
+    async def _attempt(self, node: str, body: dict, timeout: float) -> dict:
+        """One request to one node, as a SPEC section 4 answer: transport failures
+        become errors with `definite` telling whether the node may have executed it."""
+        try:
+            return await self._post(node, body, timeout)
+        except asyncio.TimeoutError:
+            return {"ok": False, "error": "timeout", "definite": False}
+        except aiohttp.ClientConnectorError:
+            # never connected, so never sent: definitely not executed
+            return {"ok": False, "error": "connection-refused", "definite": True}
+        except aiohttp.ClientError as e:
+            log.debug("%s: connection lost: %s", node, e)
+            return {"ok": False, "error": "connection-lost", "definite": False}
+        except (ValueError, UnicodeDecodeError) as e:
+            log.debug("%s: bad response: %s", node, e)
+            return {"ok": False, "error": "bad-response", "definite": False}
+
     async def _execute(self, node: str, body: dict) -> _Outcome:
-        """One op, first on `node`; a definite "not executed" answer (not-leader,
-        temporarily-unavailable) moves the same client/seq to the hinted leader, or
-        else to the next node not tried yet, within the op's timeout."""
-        deadline = time.monotonic() + self.options.op_timeout
+        """One op, first on `node`, every attempt with the same client/seq (module
+        doc: retry mode, or at most two "not executed" redirects without it)."""
+        opts = self.options
+        deadline = time.monotonic() + opts.op_timeout
         reading = body["op"] == READ
+        uncertain: str | None = None    # the first indefinite answer, if any
+        error, leader = "timeout", None
         tried: list[str] = []
-        while True:
-            tried.append(node)
+        backoff = _BACKOFF_S[0]
+        while len(tried) < _MAX_ATTEMPTS:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return _Outcome(FAIL if reading else INFO, error="timeout", node=node)
-            try:
-                data = await self._post(node, body, remaining)
-            except asyncio.TimeoutError:
-                return _Outcome(FAIL if reading else INFO, error="timeout", node=node)
-            except aiohttp.ClientConnectorError:
-                # never connected, so never sent: definitely not executed; try elsewhere
-                data = {"ok": False, "error": "connection-refused", "definite": True}
-            except aiohttp.ClientError as e:
-                log.debug("%s: connection lost: %s", node, e)
-                return _Outcome(FAIL if reading else INFO, error="connection-lost", node=node)
-            except (ValueError, UnicodeDecodeError) as e:
-                log.debug("%s: bad response: %s", node, e)
-                return _Outcome(FAIL if reading else INFO, error="bad-response", node=node)
+                break
+            tried.append(node)
+            data = await self._attempt(node, body, min(remaining, opts.attempt_timeout))
             if data.get("ok") is True:
                 return _Outcome(OK, value=data.get("value"), node=node)
             error = str(data.get("error") or f"code-{data.get('code')}")
-            leader = data.get("leader")
-            if data.get("definite") is not True:
-                return _Outcome(FAIL if reading else INFO, error=error, node=node,
-                                leader=leader)
-            nxt = None
-            if error in _NOT_EXECUTED and len(tried) <= _MAX_REDIRECTS:
-                if isinstance(leader, str) and leader in self.nodes and leader not in tried:
-                    nxt = leader
-                else:
-                    nxt = next((n for n in self._ring_from(node) if n not in tried), None)
-            if nxt is None:
+            hint = data.get("leader")
+            leader = hint if isinstance(hint, str) and hint in self.nodes else None
+            if leader is not None:
+                self.leader_hint = leader
+            definite = data.get("definite") is True
+            if definite and error not in _NOT_EXECUTED:
                 return _Outcome(FAIL, error=error, node=node, leader=leader)
-            node = nxt  # not executed: the same client/seq, elsewhere
+            if not definite:
+                if reading or not opts.retry:
+                    # a read changes nothing: it fails at once and the client moves on
+                    # (to its home node, which may answer the next one stale)
+                    return _Outcome(FAIL if reading else INFO, error=error, node=node,
+                                    leader=leader)
+                uncertain = uncertain or error
+            if uncertain is None and not (reading and opts.retry):
+                # every attempt so far was refused before it ran: try another node,
+                # at most _MAX_REDIRECTS times, then the op failed (a definite answer
+                # is trusted, as Jepsen's clients trust it)
+                nxt = self._next_node(node, leader, tried, untried_only=True)
+                if nxt is None or len(tried) > _MAX_REDIRECTS:
+                    break
+            else:
+                # the op may have run: only its own result may end it (retry mode); a
+                # read waits the same way for a node that can serve it, so reads reach
+                # a new leader the moment it takes office
+                nxt = self._next_node(node, leader, tried) or (
+                    self._ring_from(node)[0] if len(self.nodes) > 1 else node)
+                if not definite or nxt in tried:
+                    # everyone said no, or an answer was lost: give the cluster a
+                    # moment (an election takes a few hundred ms; do not flood it)
+                    await asyncio.sleep(min(max(0.0, deadline - time.monotonic()),
+                                            backoff * self.rng.uniform(0.5, 1.5)))
+                    backoff = min(_BACKOFF_S[1], backoff * 2)
+            node = nxt  # the same client/seq, elsewhere
+        if uncertain is not None and not reading:
+            return _Outcome(INFO, error=uncertain, node=node, leader=leader)
+        return _Outcome(FAIL, error=uncertain or error, node=node, leader=leader)
+
+    def _next_node(self, node: str, leader: str | None, tried: list[str],
+                   untried_only: bool = False) -> str | None:
+        """Where the next attempt goes: the hinted leader, else the workload's last
+        known leader, else the next node in the ring not tried yet (with
+        `untried_only`, never a node this op already tried)."""
+        recent = tried if untried_only else tried[-2:]
+        for candidate in (leader, self.leader_hint):
+            if candidate is not None and candidate != node and candidate not in recent:
+                return candidate
+        return next((n for n in self._ring_from(node) if n not in tried), None)
 
     def _ring_from(self, node: str) -> list[str]:
         i = self.node_ids.index(node)
