@@ -29,6 +29,7 @@ from history.errors import BadInput
 from history.formats import write_txt
 from history.ops import FAIL, INFO, OK, Op
 from history.writer import HistoryWriter
+from campaign import evidence
 from campaign import stats as stats_mod
 from campaign import store
 from nemesis import partition, process, schedule
@@ -77,7 +78,7 @@ class TestOptions:
     """
 
     name: str = "register"
-    nodes: int = 3
+    nodes: int = 5
     time_limit: float = 30.0
     rate: float = 200.0
     concurrency: str = "4n"
@@ -361,14 +362,6 @@ def summary_lines(results: dict, check_result: Any = None) -> list[str]:
     return lines
 
 
-def verdict_line(valid: Any) -> str:
-    if valid is True:
-        return "Everything looks good: the history is linearizable."
-    if valid is False:
-        return "INVALID: the history is not linearizable (see above and results.json)."
-    return "UNKNOWN: the run proves nothing either way (see above)."
-
-
 # -- one run ------------------------------------------------------------------
 
 def _test_json(options: TestOptions) -> dict:
@@ -404,6 +397,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     backend_options: dict[str, Any] = ({} if options.base_port is None
                                        else {"base_port": options.base_port})
     cluster = None
+    exits: list[dict] | None = None
     warnings = options.warnings()
     if why_not:
         warnings.append(why_not)
@@ -479,6 +473,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
                 except Exception as e:  # logs are evidence, not a verdict
                     log.warning("collecting logs failed: %s", e)
                 cluster.teardown()
+                exits = _unexpected_exits(cluster)
             history.close()
             timing["teardown_s"] = time.monotonic() - t_down
     except (KeyboardInterrupt, SystemExit):
@@ -515,6 +510,9 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
         results = _write_partial(run_dir, ops, f"check crashed: {msg}", timing)
         print(f"CRASHED: {msg}\n{run_dir}", file=out)
         return RunOutcome(run_dir, "unknown", EXIT_INTERNAL, results, error=msg)
+    t_evidence = time.monotonic()
+    evidence.add_to_results(results, evidence.check_run(run_dir, cluster.node_ids, exits))
+    timing["evidence_s"] = time.monotonic() - t_evidence
     progress.stop()
     timing.update(results["timing"])
     results["final_start_ns"] = final_start_ns
@@ -532,9 +530,9 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     print(f"{options.name}: {options.nodes} nodes, seed {options.seed}, nemesis "
           f"{','.join(options.nemesis) or 'none'}"
           + (f", bug {','.join(options.bug)}" if options.bug else ""), file=out)
-    for line in summary_lines(results, check_result):
+    for line in summary_lines(results, check_result) + evidence.summary_lines(results):
         print(line, file=out)
-    print(verdict_line(results["valid"]), file=out)
+    print(evidence.verdict_line(results), file=out)
     print(f"{run_dir}", file=out)
     out.flush()
     return RunOutcome(run_dir, results["valid"], exit_code(results["valid"]), results)
@@ -552,6 +550,15 @@ def resolve_crash_fs(options: TestOptions) -> tuple[bool, str | None]:
     if options.crash_fs == "on":
         raise BadInput(f"crash_fs is on, but {why}", field="crash_fs")
     return False, f"crash_fs off: {why}; killed nodes keep their unsynced writes"
+
+
+def _unexpected_exits(cluster: Any) -> list[dict] | None:
+    """The node processes that ended on their own (None: the backend cannot tell)."""
+    try:
+        return list(cluster.unexpected_exits())
+    except Exception as e:  # evidence, not a verdict: node-health falls back to the logs
+        log.warning("reading the unexpected exits failed: %s", e)
+        return None
 
 
 def _guard(fn: Callable, stop: threading.Event, errors: list[BaseException]) -> None:

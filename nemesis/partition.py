@@ -13,6 +13,10 @@ Shapes:
                   (Jepsen's majorities-ring: windows of a majority around a ring).
   bridge          two halves that still both hear one bridge node, which hears all.
   one-way         one node hears no one, but everyone still hears it (asymmetric).
+  leader-chain    isolate the leader, then each new leader the moment it is elected,
+                  reconnecting the one before (nemesis.schedule chases them): every
+                  leader gets a few milliseconds to replicate, and deposed leaders
+                  return with entries of their own terms, as in the paper's Figure 8.
 
 Node order comes from a seeded rng. When the current leader is known, `leader_first`
 puts it at the position that gets cut off (the isolated node, the smaller half, the
@@ -25,7 +29,7 @@ import random
 
 from cluster.toxiproxy import Toxiproxy
 
-SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way")
+SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way", "leader-chain")
 
 Grudge = dict[str, list[str]]
 
@@ -64,7 +68,7 @@ def grudge_for(shape: str, nodes: list[str], rng: random.Random,
     n = len(order)
     if n < 2:
         return {}
-    if shape == "one":
+    if shape in ("one", "leader-chain"):
         return complete_grudge([order[:1], order[1:]])
     if shape == "majority":
         return complete_grudge([order[:n // 2], order[n // 2:]])

@@ -30,6 +30,12 @@ a majority but not the leader, which keeps accepting ops it cannot commit. Half 
 the whole-cluster restarts strike the moment a candidate of a newer term shows (the
 nemesis kills the leader to cause one), when votes and terms were just granted.
 
+The leader-chain partition shape cuts the leader off, then for CHAIN_HOLD x 1 s cuts
+off each new leader the moment it is elected and reconnects the one before it (each
+hop a start-partition, then a stop-partition whose value names what stays in force):
+leaders that win an election and lose their majority before their own term commits,
+as in the paper's Figure 8.
+
 Faults overlap, with two rules that keep the scenarios that expose bugs: a partition
 while a node is down cuts that node off instead of the leader when cutting off the
 leader would leave no majority of live nodes that hear each other (none could elect
@@ -44,6 +50,9 @@ ends healed; a heal that cannot be done raises `NemesisError`. A node that no
 restart can bring back because it exits by itself is the node's failure, not the
 nemesis's: each failed start is recorded with its error, the heal gives that node
 up (`abandoned`) and the run reports it.
+
+Size: over 600 lines, because `Nemesis` is one scheduler whose packages share the
+held-fault state, the leader observer and the rules for overlapping faults.
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cluster.base import Cluster, ClusterError
-from cluster.toxiproxy import CUT, LATENCY, ToxiproxyError
+from cluster.toxiproxy import CUT, LATENCY, ToxiproxyError, proxy_name
 from cluster.topology import proxy_pairs
 from history.errors import BadInput
 from history.ops import INFO, NEMESIS
@@ -78,10 +87,12 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1}
 # partition shapes, relatively: the shapes that cut one node (the leader, mostly) off
 # from a majority come more often, as they make a deposed leader that still serves
-SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1}
+SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1,
+                 "leader-chain": 3}
 LEADER_WAIT_S = 1.5             # a partition aimed at the leader waits this long for one
-# kill and pause targets, relatively: the leader's faults expose the most
-TARGET_WEIGHTS = {"leader": 4, "new-leader": 3, "candidate": 2, "followers": 2, "one": 1,
+# kill and pause targets, relatively: the leader's faults expose the most, and the
+# followers' crashes what they acknowledged but did not make durable
+TARGET_WEIGHTS = {"leader": 3, "new-leader": 2, "candidate": 2, "followers": 3, "one": 2,
                   "minority": 1, "majority": 1, "all": 1}
 SETTLE = 0.75                   # x interval: a partition's age before a process fault
 MAX_CHAIN = 3                   # new-leader: up to this many leaders hit in a row
@@ -95,6 +106,8 @@ FIRST_QUIET = (0.1, 0.5)        # factors of the interval
 QUIET = (0.2, 1.0)
 HOLD = (0.3, 1.5)
 RESTART_HOLD = (0.05, 0.5)      # a whole-cluster restart: down briefly
+CHAIN_HOLD = (1.0, 3.0)         # a leader-chain partition chases leaders this long
+CHAIN_WAIT_S = 2.0              # a leader chain waits this long for every node to be up
 HEAL_ATTEMPTS = 3
 DOWN_KINDS = ("kill", "pause", "restart")
 MAX_EXACT_NODES = 9             # above: a majority is judged by the count of live nodes
@@ -377,7 +390,9 @@ class Nemesis:
 
     def _start_partition(self, rng: random.Random) -> None:
         shape = rng.choices(self.shapes, [SHAPE_WEIGHTS[x] for x in self.shapes])[0]
-        cut_leader = rng.random() < self.leader_bias
+        cut_leader = rng.random() < self.leader_bias or shape == "leader-chain"
+        if shape == "leader-chain":
+            self._wait_all_up(CHAIN_WAIT_S)  # a chain needs every node to elect with
         seen = None
         if cut_leader:  # no leader right now (an election): wait a moment for one
             seen = self.observer.leader(self._live()) or self.observer.wait_for_election(
@@ -398,13 +413,63 @@ class Nemesis:
                 log.info("nemesis: no %s partition leaves a majority now; skipped", shape)
                 return
         text = f"partition {shape} {partition.describe(grudge, nodes)}"
-        self._hold("partition", Held("partition", [], target, text, grudge))
+        held = Held("partition", [], target, text, grudge)
+        self._hold("partition", held)
 
         def act() -> Any:
             partition.apply_grudge(self.cluster.toxiproxy, grudge)
             return grudge
         self._record("start-partition", shape, act, target=target,
                      **({"term": seen.term} if seen else {}))
+        if shape == "leader-chain" and target == "leader" and seen is not None:
+            self._chase_leaders(rng, held, seen.term)
+
+    def _wait_all_up(self, timeout_s: float) -> None:
+        """Wait (bounded) until no node is held down by another package."""
+        deadline = time.monotonic() + timeout_s
+        while self._in_force()[0] and time.monotonic() < deadline:
+            if self._stop.wait(0.02):
+                return
+
+    def _chase_leaders(self, rng: random.Random, held: Held, term: int) -> None:
+        """The leader-chain partition (nemesis.partition): for one hold period, cut off
+        each new leader the moment it shows (section 5.2: it won a majority a few
+        milliseconds ago), then reconnect the node cut off before it. Each hop is a
+        start-partition (the new leader's cuts) and a stop-partition (the previous
+        cuts), in that order, so that two leaders are never both reachable."""
+        deadline = time.monotonic() + self._period(rng, CHAIN_HOLD)
+        nodes = self.cluster.node_ids
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            found = self.observer.wait_for_election(term, LEADER, self._live, left,
+                                                    self._stop)
+            if found is None:
+                return
+            grudge = partition.complete_grudge(
+                [[found.node], [n for n in nodes if n != found.node]])
+            new = Held("partition", [], "new-leader",
+                       f"partition leader-chain {partition.describe(grudge, nodes)}", grudge)
+            self._hold("partition", new)
+            self._record("start-partition", "leader-chain",
+                         lambda: (partition.apply_grudge(self.cluster.toxiproxy, grudge),
+                                  grudge)[1], target="new-leader", term=found.term)
+            old = held
+            self._record("stop-partition", None, lambda: self._remove_cuts(old.grudge,
+                                                                           grudge, nodes))
+            with self._state:
+                if old in self._held["partition"]:
+                    self._held["partition"].remove(old)
+            held, term = new, found.term
+
+    def _remove_cuts(self, old: dict, keep: dict, nodes: list[str]) -> str:
+        """Remove the cuts of grudge `old` that grudge `keep` does not have; what is
+        left in force, as text."""
+        tp = self.cluster.toxiproxy
+        for src, dst in sorted(set(partition.cuts(old)) - set(partition.cuts(keep))):
+            tp.remove_toxic(proxy_name(src, dst), CUT)
+        return f"reconnected; in force: {partition.describe(keep, nodes)}"
 
     def _start_latency(self, rng: random.Random) -> None:
         ms = int(rng.choice(self.latencies_ms))

@@ -15,8 +15,9 @@ alike. The catalog is `BUGS` (name -> `Bug`), in a fixed order: core bugs first.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from node.errors import BadConfig
 
@@ -200,8 +201,10 @@ _CATALOG = [
         "faulty filesystem; SIGKILL alone keeps the page cache) makes the node forget "
         "its vote and term, and vote again in a term where it already voted. Its "
         "'persisted' event line says it believed them durable; its 'start' line after "
-        "the restart shows what it lost.",
-        frozenset()),
+        "the restart shows what it lost. PreVote is off, as in Raft without the "
+        "dissertation's extensions: a node cut off from the others campaigns again and "
+        "again, and each new term is written but never synced.",
+        frozenset({"pre_vote"})),
     Bug(APPEND_NOT_DURABLE, SHELL,
         "a follower acknowledges entries it wrote but did not fsync",
         "etcd raft's contract (persist entries before sending messages; node.go "
@@ -257,3 +260,27 @@ def core_options(bugs: Iterable[str]) -> dict[str, bool]:
     for n in bugs:
         off |= BUGS[n].disables
     return {p: p not in off for p in PROTECTIONS}
+
+
+class BugTrace:
+    """How often each planted bug made the node act otherwise than the correct node.
+
+    Each switch calls `acted` when the bug changes the outcome (a vote granted that
+    the correct rule refuses, an entry committed that it would not commit, ...). The
+    first few times and every hundredth are logged ("planted bug NAME acted (N
+    times): ..."): the evidence that a run gave the bug its chance, to read beside
+    what the checkers made of it (bench/detection.py counts these lines).
+    """
+
+    FIRST = 3
+    EVERY = 100
+
+    def __init__(self, logger: Any) -> None:
+        self.log = logger
+        self.counts: Counter[str] = Counter()
+
+    def acted(self, name: str, detail: str, *args: Any) -> None:
+        self.counts[name] += 1
+        n = self.counts[name]
+        if n <= self.FIRST or n % self.EVERY == 0:
+            self.log.info("planted bug %s acted (%d times): " + detail, name, n, *args)

@@ -367,7 +367,10 @@ def test_schedule_follows_the_leader_reaches_every_fault_and_ends_healed(echo_cl
             if inv["target"] == "leader":  # the leader is on the side cut off
                 assert elector.leaders[inv["term"]] in done["value"], (inv, done)
         elif f in ("stop-partition", "stop-latency"):
-            assert inv["value"] is None and done["value"] == "network-healed"
+            # a leader-chain hop reconnects the previous leader, the new one stays cut
+            assert inv["value"] is None and (
+                done["value"] == "network-healed"
+                or done["value"].startswith("reconnected; in force: ")), done
         elif f == "start-latency":
             assert inv["value"] == {"latency": 10, "jitter": 10} == done["value"]
         else:

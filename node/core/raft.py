@@ -58,7 +58,7 @@ from typing import Any
 
 from node.bugs import (COMMIT_OLD_TERM, LEASE_READS, LONGER_LOG_WINS_VOTE,
                        MATCH_FROM_LEADER_LOG, READ_BEFORE_TERM_COMMIT, STALE_TERM_APPEND,
-                       TRUNCATE_ON_ANY_APPEND, VOTE_RESET_ON_STEP_DOWN)
+                       TRUNCATE_ON_ANY_APPEND, VOTE_RESET_ON_STEP_DOWN, BugTrace)
 from node.core.messages import (AppendEntries, AppendEntriesReply, CommitEntry, LogEntry,
                                 Message, RequestVote, RequestVoteReply)
 from node.core.state import HardState, Progress, RaftConfig, Ready
@@ -86,6 +86,7 @@ class RaftCore:
         self.bugs = config.bugs
         self.rng = rng
         self.log_ = _NodeLog(_log, {"node": node_id})
+        self.trace = BugTrace(self.log_)
         self._term = hard_state.term
         self._voted_for = hard_state.voted_for
         self._log: list[LogEntry] = list(log)
@@ -200,6 +201,9 @@ class RaftCore:
         elif VOTE_RESET_ON_STEP_DOWN in self.bugs:
             # Planted bug: Figure 2 keeps votedFor for the whole term; forgetting it on
             # a same-term step-down allows a second vote in this term.
+            if self._voted_for is not None:
+                self.trace.acted(VOTE_RESET_ON_STEP_DOWN, "forgot its vote for %s at "
+                                 "term %d", self._voted_for, self._term)
             self._voted_for = None
         self._role = FOLLOWER
         self._leader = leader
@@ -314,6 +318,8 @@ class RaftCore:
             # Planted bug: etcd's ReadOnlyLeaseBased (dissertation 6.4.1): the
             # leadership, which CheckQuorum ends after an election timeout of this
             # node's own ticks, is taken as a lease; no quorum round for the read.
+            self.trace.acted(LEASE_READS, "read at %d served on the lease (election "
+                             "elapsed %d ticks)", self._commit, self._election_elapsed)
             self._reads_ready.append((request_id, self._commit))
             return True
         self._reads_unsent.append(request_id)
@@ -345,6 +351,8 @@ class RaftCore:
                     and self._role != LEADER):
                 # Planted bug: Figure 2, AppendEntries receiver 1 ("reply false if
                 # term < currentTerm") skipped: the deposed leader's entries go in.
+                self.trace.acted(STALE_TERM_APPEND, "took AppendEntries of term %d from "
+                                 "%s at term %d", m.term, m.sender, self._term)
                 self._handle_append(m)
                 return
             if isinstance(m, AppendEntries):
@@ -379,7 +387,13 @@ class RaftCore:
                           and m.last_log_index >= self._last_index()))
         if LONGER_LOG_WINS_VOTE in self.bugs:
             # Planted bug: section 5.4.1's comparison done by length only.
-            up_to_date = m.last_log_index >= self._last_index()
+            by_length = m.last_log_index >= self._last_index()
+            if by_length and not up_to_date and can_vote:
+                self.trace.acted(LONGER_LOG_WINS_VOTE, "%s's log (last term %d, length "
+                                 "%d) counted as up to date against ours (%d, %d)",
+                                 m.sender, m.last_log_term, m.last_log_index,
+                                 self._last_term(), self._last_index())
+            up_to_date = by_length
         if can_vote and up_to_date:
             if m.pre_vote:
                 self._send(m.sender, RequestVoteReply(m.term, self.id, True, True))
@@ -437,6 +451,13 @@ class RaftCore:
             # Planted bug: Figure 2, receiver 3 truncates only on a conflict ("the if
             # here is crucial"); this drops everything after prevLogIndex (never what
             # it knows committed: that would only trip the guard in _truncate).
+            if len(self._log) > prev + len(m.entries) and all(
+                    self._term_at(prev + 1 + k) == e.term for k, e in enumerate(m.entries)
+                    if prev + 1 + k <= len(self._log)):
+                self.trace.acted(TRUNCATE_ON_ANY_APPEND, "dropped entries %d..%d it held "
+                                 "(AppendEntries from %s at %d with %d entries)",
+                                 prev + len(m.entries) + 1, len(self._log), m.sender,
+                                 prev, len(m.entries))
             self._truncate(max(prev, self._commit) + 1)
         # Figure 2, receiver 3 and 4: delete an existing entry that conflicts with a
         # new one (same index, different term) and all that follow; append any new
@@ -488,7 +509,11 @@ class RaftCore:
             if MATCH_FROM_LEADER_LOG in self.bugs:
                 # Planted bug: matchIndex from what was sent (nextIndex - 1), not from
                 # what this reply confirms (Figure 2: matchIndex is for safety).
-                confirmed = max(confirmed, min(pr.next - 1, self._last_index()))
+                sent = min(pr.next - 1, self._last_index())
+                if sent > max(confirmed, pr.match):
+                    self.trace.acted(MATCH_FROM_LEADER_LOG, "matchIndex of %s set to %d, "
+                                     "the reply confirms %d", m.sender, sent, confirmed)
+                confirmed = max(confirmed, sent)
             if confirmed > pr.match:
                 pr.match = confirmed
             if pr.next <= pr.match:
@@ -527,6 +552,10 @@ class RaftCore:
         # Planted bug commit-old-term: count replicas of an older term's entry too.
         if n > self._commit and (self._term_at(n) == self._term
                                  or COMMIT_OLD_TERM in self.bugs):
+            if self._term_at(n) != self._term:
+                self.trace.acted(COMMIT_OLD_TERM, "committed %d..%d by counting replicas "
+                                 "(entry %d has term %d, current term %d)", self._commit + 1,
+                                 n, n, self._term_at(n), self._term)
             self._commit = n
             # Followers learn the new commit index with the next entries or
             # heartbeat: no extra message round per commit.
@@ -590,6 +619,10 @@ class RaftCore:
     def _flush_leader(self) -> None:
         read_ctx = 0
         if self._broadcast_read and self._read_index_known():
+            if not self._committed_in_term():
+                self.trace.acted(READ_BEFORE_TERM_COMMIT, "%d reads at index %d before an "
+                                 "entry of term %d committed", len(self._reads_unsent),
+                                 self._commit, self._term)
             self._read_ctx += 1
             read_ctx = self._read_ctx
             for rid in self._reads_unsent:

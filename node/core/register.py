@@ -24,10 +24,13 @@ The planted bug `no-dedup` (node.bugs) turns the table off.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from node.bugs import NO_DEDUP
+from node.bugs import NO_DEDUP, BugTrace
 from node.core.messages import CommitEntry
+
+_log = logging.getLogger("raftcheck.node.register")
 
 MALFORMED = 12
 
@@ -71,6 +74,7 @@ class RegisterMachine:
 
     def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
         self.bugs = frozenset(bugs)
+        self.trace = BugTrace(_log)
         self.values: dict[Any, Any] = {}
         self.sessions: dict[Any, tuple[int, dict]] = {}
         self.last_applied = 0
@@ -97,6 +101,10 @@ class RegisterMachine:
         if NO_DEDUP in self.bugs:
             # Planted bug: client sessions ignored (dissertation 6.3), so a retried
             # command is applied again.
+            if session and self.sessions.get(client, (None,))[0] == seq:
+                self.trace.acted(NO_DEDUP, "applied %s's seq %s again", client, seq)
+            if session:
+                self.sessions[client] = (seq, {})
             session = False
         if session and client in self.sessions:
             last_seq, last_result = self.sessions[client]

@@ -49,7 +49,7 @@ from aiohttp import web
 
 from node.errors import BadConfig
 from node.bugs import (ACK_BEFORE_COMMIT, APPEND_NOT_DURABLE, COMMIT_WAIT_DEFINITE,
-                       LOCAL_READS, VOTE_NOT_DURABLE, core_options, ordered)
+                       LOCAL_READS, VOTE_NOT_DURABLE, BugTrace, core_options, ordered)
 from node.shell.config import NodeConfig
 from node.core.messages import CommitEntry, RequestVoteReply, message_from_dict
 from node.core.raft import LEADER, RaftCore
@@ -136,6 +136,7 @@ class NodeServer:
         self.cfg = cfg
         self.bugs = frozenset(bugs)
         self.log = logging.LoggerAdapter(_log, {"node_id": cfg.node_id})
+        self.trace = BugTrace(self.log)
         self.events = logging.LoggerAdapter(_events, {"node_id": cfg.node_id})
         self.storage = Storage(cfg.data_dir, fsync=cfg.fsync, node_id=cfg.node_id)
         self.machine = RegisterMachine(self.bugs)
@@ -325,6 +326,8 @@ class NodeServer:
         if LOCAL_READS in self.bugs and core.role == LEADER:  # type: ignore[union-attr]
             # Planted bug: a read from local state, with no ReadIndex quorum check
             # (section 8, dissertation 6.4).
+            self.trace.acted(LOCAL_READS, "read of key %r answered from local state at "
+                             "applied index %d", key, self.machine.last_applied)
             _answer(fut, self.machine.read(key))
             return
         self._read_seq += 1
@@ -395,11 +398,17 @@ class NodeServer:
         if VOTE_NOT_DURABLE in self.bugs and not writes_entries:
             # Planted bug: currentTerm and votedFor are "updated on stable storage
             # before responding to RPCs" (Figure 2); here only written.
+            if rd.hard_state is not None:
+                self.trace.acted(VOTE_NOT_DURABLE, "term %d, vote %s written without "
+                                 "fsync", rd.hard_state.term, rd.hard_state.voted_for)
             return False
         if (APPEND_NOT_DURABLE in self.bugs and not rd.term_or_vote_changed
                 and self.core is not None and self.core.role != LEADER):
             # Planted bug: a follower's entries written but not fsynced before its
             # AppendEntries reply (persist before send, Figure 2).
+            if rd.entries:
+                self.trace.acted(APPEND_NOT_DURABLE, "entries %d..%d written without "
+                                 "fsync", rd.entries[0][0], rd.entries[-1][0])
             return False
         return True
 
@@ -408,6 +417,7 @@ class NodeServer:
         entry may still commit, so the outcome is unknown (code 0, indefinite)."""
         if COMMIT_WAIT_DEFINITE in self.bugs:
             # Planted bug: a definite failure for an entry that may still commit.
+            self.trace.acted(COMMIT_WAIT_DEFINITE, "%s: answered as a definite failure", why)
             return error_reply(UNAVAILABLE, f"{why}; not committed")
         return error_reply(TIMEOUT, f"{why}; the outcome is unknown")
 
@@ -415,6 +425,8 @@ class NodeServer:
         """The planted ack-before-commit bug: answer as soon as the entry is on the
         leader's disk, judging a cas by the leader's applied state."""
         for index in [i for i in self._pending if i <= last]:
+            self.trace.acted(ACK_BEFORE_COMMIT, "entry %d acknowledged before its commit",
+                             index)
             p = self._pending.pop(index)
             cmd = p.cmd
             if cmd["op"] == "cas":
