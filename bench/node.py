@@ -7,9 +7,16 @@ wall-clock rates). Then failover: SIGKILL the leader and time the first successf
 write through any survivor (following not-leader hints), over a few trials.
 
     python bench/node.py [--seconds 5] [--failovers 3] [--clients 1,16]
+    python bench/node.py --against REV|DIR [--rounds 3] [--seconds 5]
 
 Prints figures and ratios; asserts nothing. Targets (issue 3): >= 1,000 writes/s
 with 16 clients; p50 write latency < 10 ms with one client; failover < 2 s.
+
+`--against REV` compares write throughput side by side: the node code of git revision
+REV (exported with `git archive` to a temporary directory; or of a source tree DIR)
+and of this tree run in alternation, one fresh cluster per cell, for `--rounds`
+rounds, so that a busy machine slows both alike; it prints every cell, then the
+medians and their ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,6 +121,69 @@ async def throughput(c: NodeCluster, seconds: float, clients_list: list[int],
     return rows
 
 
+class TreeCluster(NodeCluster):
+    """A NodeCluster whose nodes run the node code of another source tree."""
+
+    def __init__(self, base: Path, source: Path, **options: object) -> None:
+        super().__init__(base, **options)
+        self.source = source
+
+    def start(self, *ids: str) -> None:
+        for i in ids or self.ids:
+            if i in self.procs and self.procs[i].poll() is None:
+                continue
+            cmd = [sys.executable, "-m", "node", "--config", str(self.config), "--id", i]
+            with open(self.base / f"{i}.log", "ab") as log:
+                self.procs[i] = subprocess.Popen(cmd, cwd=self.source, stderr=log,
+                                                 stdout=subprocess.DEVNULL,
+                                                 stdin=subprocess.DEVNULL)
+
+
+def export_revision(rev: str, into: Path) -> Path:
+    """The tree of git revision `rev` of this repository, extracted into `into`."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def side_by_side(rev: str, rounds: int, seconds: float, clients_list: list[int]) -> int:
+    """Write throughput of revision `rev` and of this tree, cells in alternation."""
+    cells: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="raftcheck-bench-") as tmp:
+        old = Path(rev) if Path(rev).is_dir() else export_revision(rev, Path(tmp) / "old")
+        trees = {rev: old, "this tree": ROOT}
+        print(f"# write throughput, {rev} vs this tree: 3 nodes, fsync on, {seconds:g} s "
+              f"per cell, {rounds} rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+              f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+              flush=True)
+        for r in range(rounds):
+            for name, source in (trees.items() if r % 2 == 0 else
+                                 reversed(list(trees.items()))):
+                base = Path(tempfile.mkdtemp(dir=tmp))
+                c = TreeCluster(base, source)
+                c.start()
+                try:
+                    c.wait_up()
+                    c.leader()
+                    print(f"round {r + 1}, {name}:", flush=True)
+                    for row in asyncio.run(throughput(c, seconds, clients_list, ["write"])):
+                        cells.setdefault((name, row["clients"]), []).append(row)
+                finally:
+                    c.stop()
+    print("# medians")
+    for clients in clients_list:
+        old = statistics.median(x["rate"] for x in cells[(rev, clients)])
+        new = statistics.median(x["rate"] for x in cells[("this tree", clients)])
+        old_cpu = statistics.median(x["cpu_ms_per_op"] for x in cells[(rev, clients)])
+        new_cpu = statistics.median(x["cpu_ms_per_op"] for x in cells[("this tree", clients)])
+        print(f"writes, {clients:2d} clients: {rev} {old:7.0f} ops/s, this tree {new:7.0f} "
+              f"ops/s (ratio {new / old:.2f}); node CPU per write {old_cpu:.2f} -> "
+              f"{new_cpu:.2f} ms")
+    return 0
+
+
 def failover(c: NodeCluster, trials: int) -> list[float]:
     times = []
     for t in range(trials):
@@ -141,8 +212,13 @@ def main() -> int:
     ap.add_argument("--failovers", type=int, default=3)
     ap.add_argument("--clients", default="1,16")
     ap.add_argument("--kinds", default="write,read,cas")
+    ap.add_argument("--against", metavar="REV",
+                    help="compare write throughput with git revision REV, side by side")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     clients_list = [int(x) for x in args.clients.split(",")]
+    if args.against:
+        return side_by_side(args.against, args.rounds, args.seconds, clients_list)
     with tempfile.TemporaryDirectory(prefix="raftcheck-bench-") as tmp:
         c = NodeCluster(Path(tmp))
         c.start()

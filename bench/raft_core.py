@@ -28,7 +28,8 @@ def run(batch, total, fsync=True):
         c = cores[i]
         while c.has_ready():
             rd = c.ready()
-            st[i].save(rd.hard_state, rd.truncate_from, rd.entries)
+            if rd.must_write():
+                st[i].save(rd.hard_state, rd.truncate_from, rd.entries, rd.must_sync())
             for to, m in rd.messages:
                 q.append((to, json.dumps(m.to_dict()).encode()))  # as the wire would
             committed[i] += len(rd.committed)

@@ -1,7 +1,7 @@
 """`raftcheck node` (also `python -m node`): run one Raft register node.
 
     raftcheck node --config cluster.yaml --id n1 [--data-dir DIR] [--listen-host HOST]
-                   [--bug NAME] [--log-level LEVEL]
+                   [--bug NAME[,NAME...]] [--log-level LEVEL]
 
 The node serves the client API (SPEC section 4) and the peer protocol (section 5)
 until SIGTERM or SIGINT, then exits cleanly (code 0). Logs go to stderr, one line
@@ -15,7 +15,7 @@ import logging
 import sys
 
 from node.errors import BadConfig
-from node.bugs import BUGS, parse_bugs
+from node.bugs import BUGS, ordered, parse_bugs
 from node.shell.config import load_cluster, node_config
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen-host", metavar="HOST",
                         help="bind address for the client and peer ports "
                              "(default: the host of the node's own addresses)")
-    parser.add_argument("--bug", metavar="NAME", default=None,
-                        help="plant a known bug: " + "; ".join(
-                            f"{k}: {v}" for k, v in sorted(BUGS.items())))
+    parser.add_argument("--bug", metavar="NAME[,NAME...]", default=None,
+                        help="plant known bugs (docs/usage.md, node/bugs.py): " + "; ".join(
+                            f"{b.name}: {b.summary}" for b in BUGS.values()))
     parser.add_argument("--log-level", default="info", type=str.lower, metavar="LEVEL",
                         help=f"one of {', '.join(LEVELS)} (default: info)")
 
@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     bugs = parse_bugs(args.bug)
     cluster = load_cluster(args.config)
     cfg = node_config(cluster, args.node_id, data_dir=args.data_dir,
-                      listen_host=args.listen_host, bug=",".join(bugs.names) or None)
+                      listen_host=args.listen_host, bug=",".join(ordered(bugs)) or None)
     setup_logging(cfg.node_id, args.log_level)
     from node.shell.server import run_node  # the server pulls in aiohttp: import it late
     return run_node(cfg, bugs)

@@ -3,15 +3,18 @@ against real 3-node clusters of `python -m node` processes on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster
+from node.core.messages import message_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -352,3 +355,166 @@ def test_black_holed_links_recover_after_heal(tmp_path, shape):
     finally:
         c.stop()
         tp.close()
+
+
+def _events(c: NodeCluster, node: str) -> list[dict]:
+    out = []
+    for line in c.log(node).splitlines():
+        if "raftcheck.node.events" in line and "raft-event " in line:
+            out.append(json.loads(line.split("raft-event ", 1)[1]))
+    return out
+
+
+def test_event_lines(cluster: NodeCluster):
+    """Every node logs start; the leader logs leader for its term; its voters logged a
+    granted vote for it, after a persisted line for that term and vote."""
+    leader = cluster.leader()
+    term = cluster.status(leader)["term"]
+    events = {i: _events(cluster, i) for i in cluster.ids}
+    for i, evs in events.items():
+        start = evs[0]
+        assert start["event"] == "start" and set(start) == {
+            "event", "term", "vote", "commit", "last_index", "bugs"}, start
+        assert start["bugs"] == [] and start["commit"] <= start["last_index"]
+    assert {"event": "leader", "term": term} in events[leader]
+    voters = [i for i in cluster.ids if i != leader
+              and {"event": "vote", "term": term, "candidate": leader} in events[i]]
+    assert voters, events
+    for i in voters:
+        evs = events[i]
+        vote = evs.index({"event": "vote", "term": term, "candidate": leader})
+        assert {"event": "persisted", "term": term, "vote": leader} in evs[:vote]
+    for i in cluster.ids:   # no node announced leadership of the leader's term but it
+        assert i == leader or {"event": "leader", "term": term} not in events[i]
+
+
+# ---- the two-lane peer transport --------------------------------------------------
+
+class _Recorder:
+    """A peer listener that records the messages of each accepted connection."""
+
+    def __init__(self) -> None:
+        self.connections: list[list] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader, writer) -> None:
+        got: list = []
+        self.connections.append(got)
+        try:
+            while True:
+                n = int.from_bytes(await reader.readexactly(4), "big")
+                got.append(message_from_dict(json.loads(await reader.readexactly(n))))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    def messages(self) -> list:
+        return [m for conn in self.connections for m in conn]
+
+
+def _traffic(sender: str):
+    from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry,
+                                    RequestVote)
+    big = [LogEntry(1, {"op": "write", "key": k, "value": "x" * 100}) for k in range(50)]
+    return [AppendEntries(1, sender, 0, 0, big), AppendEntries(1, sender, 0, 0, [], 0, 1),
+            RequestVote(2, sender, 50, 1), AppendEntries(1, sender, 50, 1, big[:3]),
+            AppendEntriesReply(1, sender, True, 7), AppendEntries(1, sender, 50, 1, [], 0, 2)]
+
+
+def test_heartbeats_and_entries_travel_on_separate_connections():
+    from node.shell.transport import Transport, lane_of
+    from node.core.messages import message_from_dict as decode
+
+    async def main():
+        rec = _Recorder()
+        port = await rec.start()
+        t = Transport("a", ("127.0.0.1", 0), {"b": ("127.0.0.1", port)}, decode,
+                      lambda m: None)
+        await t.start()
+        try:
+            msgs = _traffic("a")
+            for m in msgs:
+                t.send("b", m)
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(rec.messages()) < len(msgs):
+                assert asyncio.get_running_loop().time() < deadline, rec.connections
+                await asyncio.sleep(0.01)
+            return msgs, rec.connections, dict(t.stats)
+        finally:
+            await t.close()
+            rec.server.close()
+    msgs, conns, stats = asyncio.run(main())
+    by_lane = {lane_of(conn[0]): conn for conn in conns if conn}
+    assert len(conns) == 2 and set(by_lane) == {"control", "data"}
+    assert by_lane["data"] == [msgs[0], msgs[3]]
+    assert by_lane["control"] == [msgs[1], msgs[2], msgs[4], msgs[5]]   # in send order
+    assert stats["dials_control"] == stats["dials_data"] == 1
+
+
+def test_a_toxiproxy_cut_stops_both_lanes_and_both_recover():
+    """a -> b through a Toxiproxy proxy; b answers a directly. A `timeout` toxic on the
+    proxy silences both lanes; each lane notices the silence and redials; after the
+    heal both deliver again."""
+    from tests.support import require_binary
+    from node.core.messages import AppendEntriesReply, message_from_dict as decode
+    from node.shell.transport import Transport, lane_of
+    binary = require_binary("toxiproxy-server", "go install github.com/Shopify/"
+                            "toxiproxy/v2/cmd/server@v2.12.0")
+    import tempfile
+    tmp = Path(tempfile.mkdtemp(prefix="raftcheck-lanes-"))
+    tp = _Toxiproxy(binary, tmp)
+
+    async def main():
+        from cluster.bare import free_port
+        a_port, b_port = free_port(), free_port()
+        proxy = tp.call("POST", "/proxies", {"name": "a-to-b", "listen": "127.0.0.1:0",
+                                             "upstream": f"127.0.0.1:{b_port}"})
+        host, pport = proxy["listen"].rsplit(":", 1)
+        got: list = []
+        b: Transport
+
+        def at_b(m) -> None:
+            got.append(m)
+            b.send("a", AppendEntriesReply(m.term, "b", True))
+        a = Transport("a", ("127.0.0.1", a_port), {"b": (host, int(pport))}, decode,
+                      lambda m: None, silence_s=0.3)
+        b = Transport("b", ("127.0.0.1", b_port), {"a": ("127.0.0.1", a_port)}, decode,
+                      at_b, silence_s=0.3)
+        await a.start()
+        await b.start()
+        loop = asyncio.get_running_loop()
+
+        async def deliver_both(timeout: float) -> bool:
+            """Send one message per lane every 50 ms until b has had both kinds."""
+            got.clear()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                for m in _traffic("a")[:2]:
+                    a.send("b", m)
+                await asyncio.sleep(0.05)
+                if {lane_of(m) for m in got} == {"control", "data"}:
+                    return True
+            return False
+        try:
+            assert await deliver_both(10), "no delivery before the cut"
+            tp.call("POST", "/proxies/a-to-b/toxics",
+                    {"name": "cut", "type": "timeout", "stream": "upstream",
+                     "attributes": {"timeout": 0}})
+            await asyncio.sleep(0.2)     # what was in flight before the cut lands
+            assert not await deliver_both(1.5), f"delivered through a cut: {got}"
+            cut_stats = dict(a.stats)
+            tp.call("DELETE", "/proxies/a-to-b/toxics/cut")
+            assert await deliver_both(15), "no delivery after the heal"
+            return cut_stats, dict(a.stats)
+        finally:
+            await a.close()
+            await b.close()
+    try:
+        cut_stats, stats = asyncio.run(main())
+    finally:
+        tp.close()
+    # each lane noticed the silence on its own and redialled
+    assert cut_stats["silence_redials"] >= 2
+    assert stats["dials_control"] >= 2 and stats["dials_data"] >= 2

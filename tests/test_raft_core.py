@@ -381,6 +381,68 @@ def test_restart_replays_committed_entries_once():
     assert [e.index for e in net.applied[f]] == list(range(1, 7))
 
 
+def test_commit_only_ready_needs_no_fsync_and_durable_commit_lags_the_batch():
+    """etcd's MustSync: a Ready that only moves the commit index is written without an
+    fsync. The stored commit index never covers entries of the Ready that stores it, so
+    a torn write cannot make an entry it was replacing look committed."""
+    f = RaftCore("f", ["f", "l", "x"], HardState(1, None), entries(1, 1, 1), CFG,
+                 random.Random(0))
+    f.step(AppendEntries(2, "l", 1, 1, [LogEntry(2, "a"), LogEntry(2, "b")],
+                         leader_commit=3))
+    rd = f.ready()
+    assert rd.truncate_from == 2 and [i for i, _ in rd.entries] == [2, 3]
+    assert f.commit_index == 3
+    assert rd.hard_state == HardState(2, None, 1) and rd.term_or_vote_changed
+    assert rd.must_sync() and rd.must_write()
+    f.advance(rd)
+    rd = f.ready()            # now 2..3 are durable: the commit index follows alone
+    assert rd.hard_state == HardState(2, None, 3) and not rd.term_or_vote_changed
+    assert rd.must_write() and not rd.must_sync()
+    f.advance(rd)
+    assert not f.has_ready()
+
+
+def test_restart_from_durable_commit_replays_at_once():
+    log = entries(1, 1, 2, 2)
+    core = RaftCore("a", ["a", "b", "c"], HardState(2, None, 3), log, CFG, random.Random(0))
+    assert core.commit_index == 3
+    rd = core.ready()     # no message needed: the state machine replays to 3
+    assert [e.index for e in rd.committed] == [1, 2, 3] and rd.hard_state is None
+    # a stored commit past the log (its tail was lost) is clamped to the log
+    short = RaftCore("a", ["a", "b", "c"], HardState(2, None, 9), log, CFG, random.Random(0))
+    assert short.commit_index == 4
+
+
+def test_heartbeat_checks_at_match_and_survives_reordering():
+    """A heartbeat checks the log at matchIndex, so one that overtakes entries still in
+    flight (they travel on another connection) is not refused."""
+    net = Net(["a", "b", "c"], seed=21)
+    leader = net.elect()
+    net.tick(3)
+    follower = next(i for i in net.ids if i != leader)
+    core = net.cores[leader]
+    held = []
+    net.filter = lambda s, d, m: (held.append((s, d, m)) if isinstance(m, AppendEntries)
+                                  and m.entries and d == follower else m)
+    for k in range(5):
+        core.propose(k)
+    net.drain(leader)
+    net.deliver()
+    net.tick(4)                  # heartbeats overtake the held entries
+    beats = [m for s, d, m in net.sent if isinstance(m, AppendEntries) and d == follower
+             and not m.entries]
+    assert beats and all(m.prev_log_index <= core.log_length() - 5 for m in beats[-2:])
+    replies = [m for s, d, m in net.sent if s == follower
+               and isinstance(m, AppendEntriesReply)]
+    assert replies and all(r.success for r in replies)
+    net.filter = None
+    for s, d, m in held:         # the entries arrive late
+        net.queue.append((s, d, m))
+    net.deliver()
+    net.tick(4)
+    assert net.cores[follower].entries() == core.entries()
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"type": "Nope"}, {"type": "RequestVote"},
     {"type": "RequestVote", "term": "1", "sender": "a", "last_log_index": 0, "last_log_term": 0},

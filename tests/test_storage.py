@@ -62,6 +62,34 @@ def test_save_refuses_a_gap(tmp_path):
     s.close()
 
 
+def test_commit_index_round_trip_and_commit_only_writes_skip_the_fsync(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(1, "a", 0), None, numbered(1, [LogEntry(1, i) for i in range(4)]))
+    assert (s.writes, s.fsyncs) == (1, 1)
+    s.save(HardState(1, "a", 3), None, [], sync=False)   # only the commit index moved
+    assert (s.writes, s.fsyncs) == (2, 1)
+    s.close()
+    s2, hs, log = reopen(tmp_path)
+    assert hs == HardState(1, "a", 3) and len(log) == 4
+    s2.close()
+    # compaction keeps it
+    wal = decode_wal((tmp_path / WAL_NAME).read_bytes())
+    assert wal.hard_state.commit == 3
+
+
+def test_a_hard_state_record_without_commit_reads_as_commit_0():
+    import json
+    import struct
+    import zlib
+    payload = json.dumps({"k": "hs", "term": 4, "vote": "n2"}).encode()
+    old = struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
+    wal = decode_wal(old + encode_batch(None, None, [(1, LogEntry(4, "x"))]))
+    assert wal.hard_state == HardState(4, "n2", 0) and wal.entries == [LogEntry(4, "x")]
+    with pytest.raises(StorageCorrupted, match="commit"):
+        decode_wal(encode_batch(HardState(4, "n2", -1), None, []))
+
+
 @pytest.mark.parametrize("cut", [1, 4, 8, 11, -1])
 def test_torn_last_record_is_cut(tmp_path, cut):
     s = Storage(tmp_path)

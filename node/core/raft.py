@@ -14,7 +14,9 @@ Contract for the caller (the server and sim.simulation do exactly this):
 1. After any input, while `has_ready()`: `rd = core.ready()`; then
    a. persist `rd.hard_state` (if not None), the truncation `rd.truncate_from`
       (if not None: drop stored entries from that index on) and `rd.entries`
-      (append), durably (fsync) — *persist before send*;
+      (append), durably (fsync) when `rd.must_sync()` — *persist before send*; a
+      Ready whose only change is the durable commit index may be written without an
+      fsync (etcd's MustSync);
    b. send `rd.messages` (each `(to_id, message)`; losing some is allowed);
    c. apply `rd.committed` (CommitEntry, in log order, each index exactly once per
       core lifetime; they were persisted in this or an earlier Ready);
@@ -28,9 +30,16 @@ Contract for the caller (the server and sim.simulation do exactly this):
    `term = core.term` just after the call. It took effect iff a CommitEntry with that
    index *and* that term is delivered; a CommitEntry at that index with another term
    means it never will (it was overwritten).
-3. Restart: build a new core from the stored `HardState` and log. `commit_index` may
-   be 0 (the default): committed entries are then delivered again from index 1 once
-   the core learns the commit index, so a fresh state machine replays the log.
+3. Restart: build a new core from the stored `HardState` and log. The core starts
+   from the stored commit index (clamped to the log; `commit_index` may raise it), so
+   the first Ready delivers the committed entries again from index 1 and a fresh
+   state machine replays the log at once; the rest is delivered once the core learns
+   the commit index. The stored commit index only ever covers entries that were
+   durable before the record naming it was written, so a torn write cannot make an
+   entry it was about to replace look committed.
+
+Planted bugs (node.bugs) are read from `config.bugs`: each is a switch at the rule it
+breaks, marked "Planted bug". The correct core has none.
 
 Rules implemented, with the paper's section (Ongaro & Ousterhout 2014, "In Search of
 an Understandable Consensus Algorithm", and Ongaro's dissertation for PreVote,
@@ -47,6 +56,9 @@ import logging
 import random
 from typing import Any
 
+from node.bugs import (COMMIT_OLD_TERM, LEASE_READS, LONGER_LOG_WINS_VOTE,
+                       MATCH_FROM_LEADER_LOG, READ_BEFORE_TERM_COMMIT, STALE_TERM_APPEND,
+                       TRUNCATE_ON_ANY_APPEND, VOTE_RESET_ON_STEP_DOWN)
 from node.core.messages import (AppendEntries, AppendEntriesReply, CommitEntry, LogEntry,
                                 Message, RequestVote, RequestVoteReply)
 from node.core.state import HardState, Progress, RaftConfig, Ready
@@ -71,6 +83,7 @@ class RaftCore:
         self.peers = [p for p in peer_ids if p != node_id]
         self._peer_set = set(self.peers)
         self.config = config
+        self.bugs = config.bugs
         self.rng = rng
         self.log_ = _NodeLog(_log, {"node": node_id})
         self._term = hard_state.term
@@ -78,11 +91,12 @@ class RaftCore:
         self._log: list[LogEntry] = list(log)
         if not 0 <= commit_index <= len(self._log):
             raise ValueError(f"commit_index {commit_index} outside the log (0..{len(self._log)})")
-        self._commit = commit_index
+        # The durable commit index (a lost tail may have left it past the log).
+        self._commit = max(commit_index, min(hard_state.commit, len(self._log)))
         self._applied = 0            # last index handed out in Ready.committed
         self._stable = len(self._log)  # entries the storage holds (log[:stable])
         self._trunc: int | None = None  # storage must drop entries from here on
-        self._saved_hs = HardState(self._term, self._voted_for)
+        self._saved_hs = HardState(self._term, self._voted_for, self._durable_commit())
         self._role = FOLLOWER
         self._leader: str | None = None
         self._election_elapsed = 0
@@ -183,6 +197,10 @@ class RaftCore:
         if term > self._term:
             self._term = term
             self._voted_for = None
+        elif VOTE_RESET_ON_STEP_DOWN in self.bugs:
+            # Planted bug: Figure 2 keeps votedFor for the whole term; forgetting it on
+            # a same-term step-down allows a second vote in this term.
+            self._voted_for = None
         self._role = FOLLOWER
         self._leader = leader
         self._election_elapsed = 0
@@ -240,7 +258,9 @@ class RaftCore:
         self._progress = {p: Progress(last + 1) for p in self.peers}
         self._read_ctx += 1  # replies echoing older contexts are from older terms
         self.log_.info("became leader at term %d (log length %d)", self._term, last)
-        self._log.append(LogEntry(self._term, None))
+        if COMMIT_OLD_TERM not in self.bugs:
+            self._log.append(LogEntry(self._term, None))
+        # else planted bug: no no-op (section 8), as in the paper's basic algorithm.
         self._maybe_commit()
 
     # ------------------------------------------------------------------ inputs
@@ -290,6 +310,12 @@ class RaftCore:
         by a heartbeat round acknowledged by a majority. False if not leader."""
         if self._role != LEADER:
             return False
+        if LEASE_READS in self.bugs and self._committed_in_term():
+            # Planted bug: etcd's ReadOnlyLeaseBased (dissertation 6.4.1): the
+            # leadership, which CheckQuorum ends after an election timeout of this
+            # node's own ticks, is taken as a lease; no quorum round for the read.
+            self._reads_ready.append((request_id, self._commit))
+            return True
         self._reads_unsent.append(request_id)
         self._broadcast_read = True
         return True
@@ -315,6 +341,11 @@ class RaftCore:
                 leader = m.sender if isinstance(m, AppendEntries) else None
                 self._become_follower(m.term, leader)
         elif m.term < self._term:
+            if isinstance(m, AppendEntries) and STALE_TERM_APPEND in self.bugs:
+                # Planted bug: Figure 2, AppendEntries receiver 1 ("reply false if
+                # term < currentTerm") skipped: the deposed leader's entries go in.
+                self._handle_append(m)
+                return
             if isinstance(m, AppendEntries):
                 # A stale leader: tell it our term so it steps down (dissertation 9.6,
                 # needed with CheckQuorum/PreVote since terms no longer spread by votes).
@@ -345,6 +376,9 @@ class RaftCore:
         up_to_date = (m.last_log_term > self._last_term()
                       or (m.last_log_term == self._last_term()
                           and m.last_log_index >= self._last_index()))
+        if LONGER_LOG_WINS_VOTE in self.bugs:
+            # Planted bug: section 5.4.1's comparison done by length only.
+            up_to_date = m.last_log_index >= self._last_index()
         if can_vote and up_to_date:
             if m.pre_vote:
                 self._send(m.sender, RequestVoteReply(m.term, self.id, True, True))
@@ -398,6 +432,11 @@ class RaftCore:
                                                     conflict_index=ci, conflict_term=ct,
                                                     reject_index=prev, read_ctx=m.read_ctx))
             return
+        if TRUNCATE_ON_ANY_APPEND in self.bugs and len(self._log) > max(prev, self._commit):
+            # Planted bug: Figure 2, receiver 3 truncates only on a conflict ("the if
+            # here is crucial"); this drops everything after prevLogIndex (never what
+            # it knows committed: that would only trip the guard in _truncate).
+            self._truncate(max(prev, self._commit) + 1)
         # Figure 2, receiver 3 and 4: delete an existing entry that conflicts with a
         # new one (same index, different term) and all that follow; append any new
         # entries not already in the log. Never truncate on a mere duplicate.
@@ -444,8 +483,13 @@ class RaftCore:
             if m.match_index > self._last_index():
                 self.log_.warning("bogus match_index %d from %s", m.match_index, m.sender)
                 return
-            if m.match_index > pr.match:
-                pr.match = m.match_index
+            confirmed = m.match_index
+            if MATCH_FROM_LEADER_LOG in self.bugs:
+                # Planted bug: matchIndex from what was sent (nextIndex - 1), not from
+                # what this reply confirms (Figure 2: matchIndex is for safety).
+                confirmed = max(confirmed, min(pr.next - 1, self._last_index()))
+            if confirmed > pr.match:
+                pr.match = confirmed
             if pr.next <= pr.match:
                 pr.next = pr.match + 1
             if pr.probing:
@@ -479,7 +523,9 @@ class RaftCore:
         matches = sorted([pr.match for pr in self._progress.values()] + [self._stable],
                          reverse=True)
         n = matches[self._quorum() - 1]
-        if n > self._commit and self._term_at(n) == self._term:
+        # Planted bug commit-old-term: count replicas of an older term's entry too.
+        if n > self._commit and (self._term_at(n) == self._term
+                                 or COMMIT_OLD_TERM in self.bugs):
             self._commit = n
             # Followers learn the new commit index with the next entries or
             # heartbeat: no extra message round per commit.
@@ -488,6 +534,11 @@ class RaftCore:
     # ------------------------------------------------------------------ ReadIndex
     def _committed_in_term(self) -> bool:
         return self._commit > 0 and self._term_at(self._commit) == self._term
+
+    def _read_index_known(self) -> bool:
+        # Dissertation 6.4, ReadIndex step 1: the commit index is a valid read index
+        # only once an entry of this leader's term has committed.
+        return self._committed_in_term() or READ_BEFORE_TERM_COMMIT in self.bugs
 
     def _release_waiting_reads(self) -> None:
         if self._reads_unsent:
@@ -521,6 +572,13 @@ class RaftCore:
         entries = self._log[prev:end]
         if not entries and not force:
             return
+        if not entries and not pr.probing:
+            # A heartbeat (section 5.2) checks the log at matchIndex, which the follower
+            # already confirmed, and carries leaderCommit capped there by the
+            # follower (receiver rule 5), as etcd's heartbeats carry min(match,
+            # committed): it commutes with appends still in flight, so it may travel on
+            # its own connection and overtake them without a spurious rejection.
+            prev = pr.match
         self._send(p, AppendEntries(self._term, self.id, prev, self._term_at(prev) or 0,
                                     entries, self._commit, self._read_ctx))
         if pr.probing:
@@ -530,7 +588,7 @@ class RaftCore:
 
     def _flush_leader(self) -> None:
         read_ctx = 0
-        if self._broadcast_read and self._committed_in_term():
+        if self._broadcast_read and self._read_index_known():
             self._read_ctx += 1
             read_ctx = self._read_ctx
             for rid in self._reads_unsent:
@@ -553,12 +611,22 @@ class RaftCore:
                 self._send_append(p, pr, False)
                 extra += 1
 
+    def _durable_commit(self) -> int:
+        # The commit index to store: only over entries already durable (log[:stable],
+        # after any pending truncation), never over ones this Ready writes.
+        return min(self._commit, self._stable)
+
+    def _hard_state_changed(self) -> bool:
+        saved = self._saved_hs
+        return (saved.term != self._term or saved.voted_for != self._voted_for
+                or saved.commit != self._durable_commit())
+
     def has_ready(self) -> bool:
         if self._msgs or self._reads_ready or self._reads_dropped:
             return True
         if self._trunc is not None or self._stable < len(self._log):
             return True
-        if self._saved_hs.term != self._term or self._saved_hs.voted_for != self._voted_for:
+        if self._hard_state_changed():
             return True
         if self._applied < self._commit:
             return True
@@ -567,7 +635,7 @@ class RaftCore:
                 return True
             if self._heartbeat_now:
                 return True
-            if self._broadcast_read and self._committed_in_term():
+            if self._broadcast_read and self._read_index_known():
                 return True
         return False
 
@@ -576,8 +644,10 @@ class RaftCore:
         if self._role == LEADER:
             self._flush_leader()
         rd = Ready()
-        if self._saved_hs.term != self._term or self._saved_hs.voted_for != self._voted_for:
-            rd.hard_state = HardState(self._term, self._voted_for)
+        if self._hard_state_changed():
+            rd.hard_state = HardState(self._term, self._voted_for, self._durable_commit())
+            rd.term_or_vote_changed = (self._saved_hs.term != self._term
+                                       or self._saved_hs.voted_for != self._voted_for)
         rd.truncate_from = self._trunc
         if self._stable < len(self._log):
             rd.entries = [(i + 1, self._log[i]) for i in range(self._stable, len(self._log))]
@@ -595,7 +665,8 @@ class RaftCore:
     def advance(self, rd: Ready) -> None:
         """Mark `rd` persisted, sent and applied."""
         if rd.hard_state is not None:
-            self._saved_hs = HardState(rd.hard_state.term, rd.hard_state.voted_for)
+            hs = rd.hard_state
+            self._saved_hs = HardState(hs.term, hs.voted_for, hs.commit)
         if rd.truncate_from is not None:
             self._trunc = None
         if rd.entries:

@@ -19,12 +19,14 @@ result) is part of the replicated state, so every node agrees on it. A command w
 returned. A command older than the client's last applied seq was overtaken (the
 client gave up on it): it is not applied and gets an indefinite error, since the
 machine no longer knows what its first attempt did. The no-op (None) is ignored.
+The planted bug `no-dedup` (node.bugs) turns the table off.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from node.bugs import NO_DEDUP
 from node.core.messages import CommitEntry
 
 MALFORMED = 12
@@ -67,7 +69,8 @@ def same_value(a: Any, b: Any) -> bool:
 class RegisterMachine:
     """Registers by key with read, write, cas and an exactly-once table."""
 
-    def __init__(self) -> None:
+    def __init__(self, bugs: frozenset[str] = frozenset()) -> None:
+        self.bugs = frozenset(bugs)
         self.values: dict[Any, Any] = {}
         self.sessions: dict[Any, tuple[int, dict]] = {}
         self.last_applied = 0
@@ -91,6 +94,10 @@ class RegisterMachine:
             return error(MALFORMED, "malformed-request", True, detail=why)
         client, seq = cmd.get("client"), cmd.get("seq")
         session = client is not None and seq is not None
+        if NO_DEDUP in self.bugs:
+            # Planted bug: client sessions ignored (dissertation 6.3), so a retried
+            # command is applied again.
+            session = False
         if session and client in self.sessions:
             last_seq, last_result = self.sessions[client]
             if seq == last_seq:

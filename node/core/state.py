@@ -12,7 +12,8 @@ from node.core.messages import CommitEntry, LogEntry, Message
 @dataclass
 class RaftConfig:
     """Timing in ticks. A follower that hears no leader for a random number of ticks in
-    [election_ticks_min, election_ticks_max] starts an election (section 5.2)."""
+    [election_ticks_min, election_ticks_max] starts an election (section 5.2).
+    `bugs` names the planted bugs (node.bugs) this core runs with; none by default."""
 
     election_ticks_min: int = 10
     election_ticks_max: int = 20
@@ -20,6 +21,7 @@ class RaftConfig:
     max_batch_entries: int = 256
     pre_vote: bool = True
     check_quorum: bool = True
+    bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not (1 <= self.heartbeat_ticks < self.election_ticks_min <= self.election_ticks_max):
@@ -27,19 +29,28 @@ class RaftConfig:
                              "<= election_ticks_max")
         if self.max_batch_entries < 1:
             raise ValueError("RaftConfig: max_batch_entries must be >= 1")
+        self.bugs = frozenset(self.bugs)
 
 
 @dataclass
 class HardState:
-    """The persistent state of Figure 2 besides the log: currentTerm and votedFor."""
+    """The persistent state of Figure 2 besides the log: currentTerm and votedFor, plus
+    the commit index as etcd's HardState keeps it. The commit index is knowledge, not
+    a promise: losing it is safe (it is learned again), so writing it alone needs no
+    fsync; keeping it lets a restarted node replay its state machine at once."""
 
     term: int = 0
     voted_for: str | None = None
+    commit: int = 0
 
 
 @dataclass
 class Ready:
-    """What the caller must persist, send, apply and answer (see the module contract)."""
+    """What the caller must persist, send, apply and answer (see the module contract).
+
+    `hard_state` is set when the term, the vote or the durable commit index changed;
+    `term_or_vote_changed` tells which. `must_sync()` is etcd's MustSync: a Ready whose
+    only change is the commit index is written without an fsync."""
 
     hard_state: HardState | None = None
     truncate_from: int | None = None
@@ -48,9 +59,17 @@ class Ready:
     committed: list[CommitEntry] = field(default_factory=list)
     reads: list[tuple[Any, int]] = field(default_factory=list)
     dropped_reads: list[Any] = field(default_factory=list)
+    term_or_vote_changed: bool = False
+
+    def must_write(self) -> bool:
+        """Anything for the WAL (hard state, truncation or entries)."""
+        return (self.hard_state is not None or self.truncate_from is not None
+                or bool(self.entries))
 
     def must_sync(self) -> bool:
-        return self.hard_state is not None or self.truncate_from is not None or bool(self.entries)
+        """Figure 2's persistent state changed: write and fsync before sending."""
+        return (self.term_or_vote_changed or self.truncate_from is not None
+                or bool(self.entries))
 
 
 class Progress:

@@ -7,8 +7,10 @@ one task, the *pump*, is the only code that touches the core. Each turn it feeds
 whole inbox to the core, then handles each `Ready` in the order of the core's
 contract (raft.py, module docstring):
 
-1. persist hard state, truncation and entries with one fsync (in a worker thread,
-   so the loop keeps accepting inputs, which then form the next batch);
+1. persist hard state, truncation and entries with one write and one fsync (in a
+   worker thread, so the loop keeps accepting inputs, which then form the next
+   batch); a Ready that only moves the commit index is written without an fsync
+   (etcd's MustSync);
 2. send the messages (persist before send, Figure 2);
 3. apply committed entries and answer the clients waiting for them;
 4. answer ReadIndex reads once `last_applied >= read index` (dissertation 6.4);
@@ -21,6 +23,14 @@ appended, a lost leadership or a timeout gives code 0 with `definite: false`.
 HTTP statuses (the JSON body is authoritative): 200 ok, 400 malformed (12),
 409 key-does-not-exist / precondition-failed (20, 22), 503 not-leader or unavailable
 (30, 11), 504 timeout (0), 500 crash (13).
+
+Event lines: besides its ordinary log, the node writes the facts a run checks after
+the fact (docs/spec.md section 5) as lines of the logger `raftcheck.node.events`:
+`raft-event {"event": ...}` for start, persisted, vote, leader and fatal.
+
+The shell's planted bugs (node.bugs: local-reads, ack-before-commit,
+vote-not-durable, append-not-durable, commit-wait-definite) are switches here, each
+marked "Planted bug"; the core's bugs travel in RaftConfig.bugs.
 """
 
 from __future__ import annotations
@@ -38,9 +48,10 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import BadConfig
-from node.bugs import Bugs
+from node.bugs import (ACK_BEFORE_COMMIT, APPEND_NOT_DURABLE, COMMIT_WAIT_DEFINITE,
+                       LOCAL_READS, VOTE_NOT_DURABLE, core_options, ordered)
 from node.shell.config import NodeConfig
-from node.core.messages import CommitEntry, message_from_dict
+from node.core.messages import CommitEntry, RequestVoteReply, message_from_dict
 from node.core.raft import LEADER, RaftCore
 from node.core.state import RaftConfig, Ready
 from node.core.register import RegisterMachine, validate_command
@@ -48,6 +59,8 @@ from node.shell.storage import Storage, StorageCorrupted
 from node.shell.transport import Transport
 
 _log = logging.getLogger("raftcheck.node.server")
+_events = logging.getLogger("raftcheck.node.events")
+EVENT_PREFIX = "raft-event "
 
 TIMEOUT, UNAVAILABLE, MALFORMED, CRASH = 0, 11, 12, 13
 NOT_LEADER = 30
@@ -119,12 +132,13 @@ def _answer(fut: asyncio.Future | None, reply: dict) -> None:
 class NodeServer:
     """One Raft register node (see the module docstring)."""
 
-    def __init__(self, cfg: NodeConfig, bugs: Bugs | None = None) -> None:
+    def __init__(self, cfg: NodeConfig, bugs: frozenset[str] = frozenset()) -> None:
         self.cfg = cfg
-        self.bugs = bugs or Bugs()
+        self.bugs = frozenset(bugs)
         self.log = logging.LoggerAdapter(_log, {"node_id": cfg.node_id})
-        self.storage = Storage(cfg.data_dir, fsync=cfg.fsync)
-        self.machine = RegisterMachine()
+        self.events = logging.LoggerAdapter(_events, {"node_id": cfg.node_id})
+        self.storage = Storage(cfg.data_dir, fsync=cfg.fsync, node_id=cfg.node_id)
+        self.machine = RegisterMachine(self.bugs)
         self.core: RaftCore | None = None
         self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
@@ -139,6 +153,7 @@ class NodeServer:
         self._confirmed: list[tuple[int, int]] = []      # (read index, request id)
         self._read_seq = 0
         self._was_leader = False
+        self._led_term: int | None = None    # the last term announced as leader
         self.stopped = asyncio.Event()
         self._stopping = False
         self.fatal: str | None = None
@@ -152,11 +167,15 @@ class NodeServer:
         et_min = max(2, c.election_timeout_ms[0] // tick)
         et_max = max(et_min, c.election_timeout_ms[1] // tick)
         hb = max(1, min(c.heartbeat_ms // tick, et_min - 1))
-        # The planted bugs come as the original systems had them: without CheckQuorum
-        # a deposed leader keeps serving until it hears a higher term (node/bugs.py).
-        check_quorum = not (self.bugs.local_reads or self.bugs.ack_before_commit)
+        # A planted bug may come without a protection its original system lacked
+        # (Bug.disables); the simulation configures its cores the same way.
         return RaftConfig(election_ticks_min=et_min, election_ticks_max=et_max,
-                          heartbeat_ticks=hb, check_quorum=check_quorum)
+                          heartbeat_ticks=hb, bugs=self.bugs, **core_options(self.bugs))
+
+    def event(self, name: str, **fields: Any) -> None:
+        """One event line: `raft-event {"event": name, ...}` (docs/spec.md section 5)."""
+        self.events.info("%s%s", EVENT_PREFIX, json.dumps({"event": name, **fields},
+                                                          separators=(",", ":")))
 
     async def start(self) -> None:
         """Recover from the WAL, bind the peer and client ports, start ticking."""
@@ -168,11 +187,17 @@ class NodeServer:
         except OSError as e:
             raise BadConfig(f"cannot open the data directory: {e}", c.data_dir,
                            None, "data_dir") from None
+        # The core starts from the durable commit index (clamped to the log): the
+        # first Ready replays the state machine up to it.
         self.core = RaftCore(c.node_id, c.peer_ids, hard_state, entries, self._raft_config(),
                              random.Random(int.from_bytes(os.urandom(8), "big")))
-        self.log.info("recovered term %d, vote %s, %d log entries from %s; bugs: %s",
-                      hard_state.term, hard_state.voted_for, len(entries), c.data_dir,
-                      ",".join(self.bugs.names) or "none")
+        self.log.info("recovered term %d, vote %s, commit %d, %d log entries from %s; "
+                      "bugs: %s", hard_state.term, hard_state.voted_for,
+                      self.core.commit_index, len(entries), c.data_dir,
+                      ",".join(ordered(self.bugs)) or "none")
+        self.event("start", term=hard_state.term, vote=hard_state.voted_for,
+                   commit=self.core.commit_index, last_index=len(entries),
+                   bugs=ordered(self.bugs))
         self.transport = Transport(c.node_id, c.peer_bind(), c.peer_addrs, message_from_dict,
                                    self._on_message, max_frame=c.max_frame_bytes,
                                    silence_s=c.election_timeout_ms[1] / 1000.0)
@@ -257,6 +282,7 @@ class NodeServer:
         except Exception as e:  # a core or disk failure: stop rather than lie
             self.fatal = f"{type(e).__name__}: {e}"
             self.log.exception("fatal error in the Raft loop; stopping")
+            self.event("fatal", error=self.fatal)
             self._fail_all(error_reply(CRASH, "node failed"))
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
 
@@ -296,8 +322,10 @@ class NodeServer:
 
     def _read(self, key: Any, fut: asyncio.Future) -> None:
         core = self.core
-        if self.bugs.local_reads and core.role == LEADER:  # type: ignore[union-attr]
-            _answer(fut, self.machine.read(key))  # the planted bug: no quorum check
+        if LOCAL_READS in self.bugs and core.role == LEADER:  # type: ignore[union-attr]
+            # Planted bug: a read from local state, with no ReadIndex quorum check
+            # (section 8, dissertation 6.4).
+            _answer(fut, self.machine.read(key))
             return
         self._read_seq += 1
         rid = self._read_seq
@@ -309,21 +337,16 @@ class NodeServer:
     async def _handle_ready(self, rd: Ready) -> None:
         core = self.core
         assert core is not None and self.transport is not None
-        if rd.must_sync():
-            # Persist before send (Figure 2): one write and one fsync per Ready.
-            started = time.monotonic()
-            # In a worker thread: while the disk works, the loop keeps answering
-            # /status and queueing inputs (they form the next batch).
-            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.truncate_from,
-                                    rd.entries)
-            took = time.monotonic() - started
-            if took > STALL_WARN_S:
-                self.log.warning("persisting %d entries took %.0f ms (a slow disk, or "
-                                 "the process was paused)", len(rd.entries), took * 1000)
-            self.stats["syncs"] += 1
+        if rd.must_write():
+            await self._persist(rd)
+        if core.role == LEADER and self._led_term != core.term:
+            self._led_term = core.term
+            self.event("leader", term=core.term)
         for to, msg in rd.messages:
+            if isinstance(msg, RequestVoteReply) and msg.granted and not msg.pre_vote:
+                self.event("vote", term=msg.term, candidate=to)
             self.transport.send(to, msg)
-        if self.bugs.ack_before_commit and rd.entries:
+        if ACK_BEFORE_COMMIT in self.bugs and rd.entries:
             self._ack_appended(rd.entries[-1][0])
         for entry in rd.committed:
             self._apply(entry)
@@ -339,10 +362,54 @@ class NodeServer:
             self._was_leader = False
             pending, self._pending = self._pending, {}
             for p in pending.values():
-                _answer(p.fut, error_reply(TIMEOUT, "leadership lost; the outcome is "
-                                           "unknown"))
+                _answer(p.fut, self._commit_wait_ended("leadership lost"))
         elif core.role == LEADER:
             self._was_leader = True
+
+    async def _persist(self, rd: Ready) -> None:
+        """Persist before send (Figure 2): one write per Ready, with one fsync unless
+        only the commit index moved (etcd's MustSync)."""
+        sync = self._must_fsync(rd)
+        if sync:
+            started = time.monotonic()
+            # In a worker thread: while the disk works, the loop keeps answering
+            # /status and queueing inputs (they form the next batch).
+            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.truncate_from,
+                                    rd.entries, True)
+            took = time.monotonic() - started
+            if took > STALL_WARN_S:
+                self.log.warning("persisting %d entries took %.0f ms (a slow disk, or "
+                                 "the process was paused)", len(rd.entries), took * 1000)
+            self.stats["syncs"] += 1
+        else:
+            self.storage.save(rd.hard_state, rd.truncate_from, rd.entries, False)
+            self.stats["unsynced_writes"] += 1
+        if rd.term_or_vote_changed and rd.hard_state is not None:
+            # The node now believes its term and vote durable.
+            self.event("persisted", term=rd.hard_state.term, vote=rd.hard_state.voted_for)
+
+    def _must_fsync(self, rd: Ready) -> bool:
+        if not rd.must_sync():
+            return False  # only the commit index moved: knowledge, safe to lose
+        writes_entries = rd.truncate_from is not None or bool(rd.entries)
+        if VOTE_NOT_DURABLE in self.bugs and not writes_entries:
+            # Planted bug: currentTerm and votedFor are "updated on stable storage
+            # before responding to RPCs" (Figure 2); here only written.
+            return False
+        if (APPEND_NOT_DURABLE in self.bugs and not rd.term_or_vote_changed
+                and self.core is not None and self.core.role != LEADER):
+            # Planted bug: a follower's entries written but not fsynced before its
+            # AppendEntries reply (persist before send, Figure 2).
+            return False
+        return True
+
+    def _commit_wait_ended(self, why: str) -> dict:
+        """The answer to a proposal whose wait for its commit ended without one: the
+        entry may still commit, so the outcome is unknown (code 0, indefinite)."""
+        if COMMIT_WAIT_DEFINITE in self.bugs:
+            # Planted bug: a definite failure for an entry that may still commit.
+            return error_reply(UNAVAILABLE, f"{why}; not committed")
+        return error_reply(TIMEOUT, f"{why}; the outcome is unknown")
 
     def _ack_appended(self, last: int) -> None:
         """The planted ack-before-commit bug: answer as soon as the entry is on the
@@ -425,9 +492,10 @@ class NodeServer:
             else:
                 self._inbox.append(("propose", cmd, fut))
             self._wake.set()
-            timer = loop.call_later(self.cfg.request_timeout_ms / 1000.0, _answer, fut,
-                                    error_reply(TIMEOUT, "no answer within the request "
-                                                "timeout"))
+            late = (error_reply(TIMEOUT, "no answer within the request timeout")
+                    if cmd["op"] == "read" else
+                    self._commit_wait_ended("no commit within the request timeout"))
+            timer = loop.call_later(self.cfg.request_timeout_ms / 1000.0, _answer, fut, late)
             try:
                 reply = await fut
             finally:
@@ -445,11 +513,11 @@ class NodeServer:
         assert core is not None
         status = core.status()
         status["last_applied"] = self.machine.last_applied
-        status["bugs"] = self.bugs.names
+        status["bugs"] = ordered(self.bugs)
         return web.Response(text=json.dumps(status), content_type="application/json")
 
 
-async def serve(cfg: NodeConfig, bugs: Bugs | None = None) -> int:
+async def serve(cfg: NodeConfig, bugs: frozenset[str] = frozenset()) -> int:
     """Run a node until SIGTERM/SIGINT (exit 0) or a fatal error (exit 255)."""
     node = NodeServer(cfg, bugs)
     await node.start()
@@ -471,7 +539,7 @@ async def serve(cfg: NodeConfig, bugs: Bugs | None = None) -> int:
     return 0
 
 
-def run_node(cfg: NodeConfig, bugs: Bugs | None = None) -> int:
+def run_node(cfg: NodeConfig, bugs: frozenset[str] = frozenset()) -> int:
     """The `raftcheck node` entry point (node/cli.py); uvloop when installed."""
     try:
         import uvloop  # optional: a faster event loop

@@ -1,18 +1,26 @@
 """Durable Raft state: a write-ahead log of records, each with a length and a CRC32.
 
-The *WAL* holds what Figure 2 calls persistent state (currentTerm, votedFor, log[])
-as a sequence of records appended to one file, `raft.wal`:
+The *WAL* holds what Figure 2 calls persistent state (currentTerm, votedFor, log[]),
+plus the commit index as etcd's HardState keeps it, as a sequence of records appended
+to one file, `raft.wal`:
 
     record  = length (4 bytes, big-endian) | crc32(payload) (4 bytes) | payload
     payload = a JSON object, one of
-      {"k": "hs", "term": T, "vote": ID|null}       hard state (term change / vote)
+      {"k": "hs", "term": T, "vote": ID|null, "commit": C}   hard state
       {"k": "e", "i": INDEX, "t": TERM, "c": CMD}   entry append (index = length+1)
       {"k": "tr", "i": INDEX}                        truncation: drop entries >= INDEX
+
+A hard-state record without "commit" (written before the commit index was kept)
+reads as commit 0. The commit index in a record covers only entries stored before it
+(node.core.raft keeps it so); `decode_wal` returns it as stored, and the core clamps
+it to the log it recovers.
 
 `Storage.save(hard_state, truncate_from, entries)` appends the records of one Ready
 with a single write and a single fsync (the batch), *before* the caller sends any
 message that depends on them (persist before send, Figure 2 "updated on stable
-storage before responding to RPCs").
+storage before responding to RPCs"). `sync=False` writes without the fsync: right for
+a Ready that only moves the commit index (etcd's MustSync), and what two planted bugs
+do where it is wrong.
 
 Recovery (`load`): records are replayed in order. A bad record (short, bad length,
 bad CRC) after which no valid record follows is a *torn tail* — the last write
@@ -61,7 +69,8 @@ def encode_batch(hard_state: HardState | None, truncate_from: int | None,
     """The records for one save(), in replay order: hard state, truncation, entries."""
     parts = []
     if hard_state is not None:
-        parts.append(_record({"k": "hs", "term": hard_state.term, "vote": hard_state.voted_for}))
+        parts.append(_record({"k": "hs", "term": hard_state.term, "vote": hard_state.voted_for,
+                              "commit": hard_state.commit}))
     if truncate_from is not None:
         parts.append(_record({"k": "tr", "i": truncate_from}))
     for index, e in entries:
@@ -153,7 +162,8 @@ def decode_wal(data: bytes, name: str = WAL_NAME) -> WalContents:
                     raise ValueError("field 'vote': expected a node id or null")
                 if term < out.hard_state.term:
                     raise ValueError(f"term went back from {out.hard_state.term} to {term}")
-                out.hard_state = HardState(term, vote)
+                commit = _int_field(obj, "commit") if "commit" in obj else 0
+                out.hard_state = HardState(term, vote, commit)
             elif kind == "tr":
                 i = _int_field(obj, "i")
                 if not 1 <= i <= len(log) + 1:
@@ -180,6 +190,7 @@ class Storage:
         self.fsync = fsync
         self._fd: int | None = None
         self._length = 0
+        self.writes = 0
         self.fsyncs = 0
 
     def load(self) -> tuple[HardState, list[LogEntry]]:
@@ -225,8 +236,8 @@ class Storage:
             os.close(fd)
 
     def save(self, hard_state: HardState | None, truncate_from: int | None,
-             entries: list[tuple[int, LogEntry]]) -> None:
-        """Append one Ready's records with one write and one fsync."""
+             entries: list[tuple[int, LogEntry]], sync: bool = True) -> None:
+        """Append one Ready's records with one write and (if `sync`) one fsync."""
         if self._fd is None:
             self.load()
         if hard_state is None and truncate_from is None and not entries:
@@ -243,7 +254,8 @@ class Storage:
         while view:
             written = os.write(self._fd, view)  # type: ignore[arg-type]
             view = view[written:]
-        if self.fsync:
+        self.writes += 1
+        if self.fsync and sync:
             os.fsync(self._fd)  # type: ignore[arg-type]
             self.fsyncs += 1
         self._length = length + len(entries)

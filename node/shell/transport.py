@@ -9,17 +9,24 @@ Messaging is *one-way*: node i sends to node j only on a connection that i diall
 receive-only. A message names its sender (and term), so a node never identifies a
 peer by its remote address.
 
+Two *lanes* per peer, each its own connection to the same address (so a partition
+through the proxy cuts both): the *data* lane carries AppendEntries with entries, the
+*control* lane everything else (votes, heartbeats, replies). A long batch of entries
+then never delays a heartbeat or a vote, as hashicorp/raft sends heartbeats "async of
+replicate(), since that routine could potentially be blocked on disk IO". Messages
+on the two lanes may overtake each other; the core is built for reordering.
+
 Failure handling:
 - a sender redials with jittered exponential backoff when its connection fails;
 - a *black hole* (bytes vanish without an error, Toxiproxy's `timeout` toxic) is
-  detected through missing replies: when messages went to j and nothing came back from
-  j for `silence_s`, the connection to j is closed and redialled, so the node works
-  again once the network heals;
+  detected through missing replies, per lane: when a lane sent to j and nothing came
+  back from j (on any connection) for `silence_s`, that lane's connection is closed
+  and redialled, so the node works again once the network heals;
 - a malformed frame is logged and dropped, never fatal: undecodable bytes close that
   connection (the stream cannot be trusted past them; the sender redials), a
   well-formed JSON object that is not a valid message is dropped alone.
 
-Delivery is best-effort, like the network Raft assumes: a bounded queue per peer, and
+Delivery is best-effort, like the network Raft assumes: a bounded queue per lane, and
 messages beyond it are dropped.
 """
 
@@ -39,12 +46,14 @@ from node.shell.config import Address
 log = logging.getLogger("raftcheck.node.transport")
 
 HEADER = 4
-MAX_QUEUE = 2048                  # frames waiting per peer; beyond that, dropped
+MAX_QUEUE = 2048                  # frames waiting per lane; beyond that, dropped
 KEEP_WHILE_DOWN = 64              # frames kept for a peer we cannot reach
 CONNECT_TIMEOUT_S = 1.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.02, 0.5
 STABLE_S = 1.0                    # a connection that lived this long resets the backoff
 WRITE_BUFFER_LIMIT = 256 * 1024   # bytes queued in user space before we wait for drain
+CONTROL, DATA = "control", "data"
+LANES = (CONTROL, DATA)
 
 
 def _wake(fut: asyncio.Future | None) -> None:
@@ -58,17 +67,32 @@ def encode_frame(obj: dict[str, Any]) -> bytes:
     return len(body).to_bytes(HEADER, "big") + body
 
 
-class _Peer:
-    """The outgoing side of one peer: a queue and the task that dials and writes."""
+def lane_of(message: Any) -> str:
+    """DATA for an AppendEntries with entries, CONTROL for every other message."""
+    return DATA if getattr(message, "entries", None) else CONTROL
 
-    def __init__(self, peer_id: str, addr: Address) -> None:
+
+class _Lane:
+    """One outgoing connection to a peer: a queue and the task that dials and writes."""
+
+    def __init__(self, peer_id: str, addr: Address, name: str) -> None:
         self.peer_id = peer_id
         self.addr = addr
+        self.name = name
         self.queue: collections.deque[bytes] = collections.deque()
         self.waiter: asyncio.Future | None = None   # the writer sleeps on it
         self.unanswered_since: float | None = None  # first send since we last heard
         self.dropped = 0
         self.task: asyncio.Task | None = None
+
+
+class _Peer:
+    """The outgoing side of one peer: its two lanes."""
+
+    def __init__(self, peer_id: str, addr: Address) -> None:
+        self.peer_id = peer_id
+        self.addr = addr
+        self.lanes = {name: _Lane(peer_id, addr, name) for name in LANES}
 
 
 class Transport:
@@ -102,7 +126,9 @@ class Transport:
         self._server = await asyncio.start_server(self._serve, self.listen[0], self.listen[1],
                                                   reuse_address=True)
         for p in self.peers.values():
-            p.task = asyncio.create_task(self._run_peer(p), name=f"dial-{p.peer_id}")
+            for lane in p.lanes.values():
+                lane.task = asyncio.create_task(self._run_lane(lane),
+                                                name=f"dial-{p.peer_id}-{lane.name}")
 
     @property
     def bound_port(self) -> int:
@@ -115,7 +141,8 @@ class Transport:
             self._server.close()
         for w in list(self._inbound):
             w.close()
-        tasks = [p.task for p in self.peers.values() if p.task is not None]
+        tasks = [lane.task for p in self.peers.values() for lane in p.lanes.values()
+                 if lane.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -125,39 +152,44 @@ class Transport:
     # ---- sending ---------------------------------------------------------------
 
     def send(self, to: str, message: Any) -> None:
-        """Queue a message for peer `to`; never blocks; drops when the queue is full."""
+        """Queue a message for peer `to` on its lane; never blocks; drops when the
+        lane's queue is full."""
         p = self.peers.get(to)
         if p is None:
             self.log.warning("no address for peer %s; message dropped", to)
             return
-        if len(p.queue) >= MAX_QUEUE:
-            p.dropped += 1
-            if p.dropped % 1000 == 1:
-                self.log.warning("queue to %s full; %d messages dropped so far", to, p.dropped)
+        lane = p.lanes[lane_of(message)]
+        if len(lane.queue) >= MAX_QUEUE:
+            lane.dropped += 1
+            if lane.dropped % 1000 == 1:
+                self.log.warning("%s queue to %s full; %d messages dropped so far",
+                                 lane.name, to, lane.dropped)
             return
-        p.queue.append(encode_frame(message.to_dict()))
-        if p.unanswered_since is None:
-            p.unanswered_since = time.monotonic()
-        _wake(p.waiter)
+        lane.queue.append(encode_frame(message.to_dict()))
+        if lane.unanswered_since is None:
+            lane.unanswered_since = time.monotonic()
+        _wake(lane.waiter)
 
     def _heard(self, peer_id: str) -> None:
         p = self.peers.get(peer_id)
         if p is not None:
-            p.unanswered_since = None
+            for lane in p.lanes.values():
+                lane.unanswered_since = None
 
-    async def _run_peer(self, p: _Peer) -> None:
-        """Dial p, write its queue, redial with backoff on failure or silence."""
+    async def _run_lane(self, lane: _Lane) -> None:
+        """Dial the lane's peer, write its queue, redial with backoff on failure or
+        silence."""
         backoff = BACKOFF_MIN_S
         while not self._closing:
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(p.addr[0], p.addr[1]), CONNECT_TIMEOUT_S)
+                    asyncio.open_connection(lane.addr[0], lane.addr[1]), CONNECT_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError) as e:
-                self.log.debug("dial %s at %s:%d failed: %s", p.peer_id, *p.addr, e)
+                self.log.debug("dial %s at %s:%d failed: %s", lane.peer_id, *lane.addr, e)
                 # The peer is unreachable: like a network, lose what it would have got,
                 # but keep the newest few (a restarting peer gets fresh state at once).
-                while len(p.queue) > KEEP_WHILE_DOWN:
-                    p.queue.popleft()
+                while len(lane.queue) > KEEP_WHILE_DOWN:
+                    lane.queue.popleft()
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -165,11 +197,13 @@ class Transport:
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.stats["dials"] += 1
-            self.log.debug("connected to %s at %s:%d", p.peer_id, *p.addr)
-            p.unanswered_since = time.monotonic() if p.queue else None
+            self.stats[f"dials_{lane.name}"] += 1
+            self.log.debug("connected to %s at %s:%d (%s lane)", lane.peer_id, *lane.addr,
+                           lane.name)
+            lane.unanswered_since = time.monotonic() if lane.queue else None
             connected_at = time.monotonic()
             try:
-                silent = await self._write_loop(p, reader, writer)
+                silent = await self._write_loop(lane, reader, writer)
             finally:
                 writer.close()
             try:
@@ -184,30 +218,31 @@ class Transport:
             else:
                 backoff = BACKOFF_MIN_S
 
-    async def _write_loop(self, p: _Peer, reader: asyncio.StreamReader,
+    async def _write_loop(self, lane: _Lane, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> bool:
         """Write until the connection fails (False) or the peer goes silent (True)."""
         loop = asyncio.get_running_loop()
         # A dialled connection is send-only: the peer never writes on it, so a read
         # returns only at EOF (the peer or a proxy closed it).
         eof = asyncio.ensure_future(reader.read(1))
-        eof.add_done_callback(lambda _: _wake(p.waiter))
+        eof.add_done_callback(lambda _: _wake(lane.waiter))
         try:
             while not self._closing:
-                if not p.queue:
+                if not lane.queue:
                     # Sleep until send(), EOF, or the next silence check.
-                    p.waiter = loop.create_future()
-                    timer = loop.call_later(self.silence_s / 4, _wake, p.waiter)
-                    await p.waiter
+                    lane.waiter = loop.create_future()
+                    timer = loop.call_later(self.silence_s / 4, _wake, lane.waiter)
+                    await lane.waiter
                     timer.cancel()
-                    p.waiter = None
+                    lane.waiter = None
                 if eof.done():
-                    self.log.debug("connection to %s closed by the far end", p.peer_id)
+                    self.log.debug("connection to %s closed by the far end", lane.peer_id)
                     return False
-                if p.queue:
-                    data = b"".join(p.queue)
-                    self.stats["frames_out"] += len(p.queue)
-                    p.queue.clear()
+                if lane.queue:
+                    data = b"".join(lane.queue)
+                    self.stats["frames_out"] += len(lane.queue)
+                    self.stats[f"frames_out_{lane.name}"] += len(lane.queue)
+                    lane.queue.clear()
                     try:
                         writer.write(data)
                         # Wait only when the kernel stopped taking bytes (a paused or
@@ -215,16 +250,17 @@ class Transport:
                         if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                             await asyncio.wait_for(writer.drain(), self.silence_s)
                     except asyncio.TimeoutError:
-                        self.log.info("peer %s does not read (paused?); redialling", p.peer_id)
+                        self.log.info("peer %s does not read (paused?); redialling its "
+                                      "%s lane", lane.peer_id, lane.name)
                         return True
                     except (OSError, ConnectionError) as e:
-                        self.log.debug("write to %s failed: %s", p.peer_id, e)
+                        self.log.debug("write to %s failed: %s", lane.peer_id, e)
                         return False
-                since = p.unanswered_since
+                since = lane.unanswered_since
                 if since is not None and time.monotonic() - since > self.silence_s:
-                    self.log.info("no reply from %s for %.0f ms; redialling",
-                                  p.peer_id, (time.monotonic() - since) * 1000)
-                    p.unanswered_since = None
+                    self.log.info("no reply from %s for %.0f ms; redialling its %s lane",
+                                  lane.peer_id, (time.monotonic() - since) * 1000, lane.name)
+                    lane.unanswered_since = None
                     self.stats["silence_redials"] += 1
                     return True
                 if writer.is_closing():
