@@ -2,8 +2,11 @@
 
 A *client* is one process of SPEC section 2: one open op at a time (read, write or
 cas on a few keys), each with a client id and a sequence number for exactly-once.
-It sends an attempt to the node it believes leads, follows `not-leader` hints,
-retries on silence, and gives up at the op's deadline. Ops go to a few keys at a
+A *home* client starts every op at its home node, as the real workload's clients
+(and Jepsen's) do, so that every node, a deposed leader included, keeps being
+asked; a *leader* client starts at the node it last found leading. Either follows
+`not-leader` hints, retries on silence, and gives up at the op's deadline or after
+`max_attempts` attempts (the real workload makes at most three). Ops go to a few keys at a
 time, fresh keys every `ops_per_key` ops per key. An op is `ok` only when its
 result came from an applied entry (or a ReadIndex read served once its read index
 was applied), `fail` only when every attempt got a definite answer, `info`
@@ -27,12 +30,14 @@ if TYPE_CHECKING:
 class SimClient:
     """A closed-loop client process (SPEC section 2): one open op at a time."""
 
-    def __init__(self, n: int, target: str) -> None:
+    def __init__(self, n: int, home: str, sticky: bool) -> None:
         self.cid = f"c{n}"
         self.process = n
         self.seq = 0
         self.op: dict | None = None
-        self.target = target
+        self.home = home
+        self.sticky = sticky           # a leader client (else a home client)
+        self.target = home
         self.attempt = 0
         self.last_read: dict[Any, Any] = {}
 
@@ -45,7 +50,10 @@ class Clients:
         self.p = sim.p
         self.rng = random.Random(f"{sim.seed}-clients")
         self.ops: list[Op] = []
-        self.clients = [SimClient(n, sim.ids[n % len(sim.ids)]) for n in range(sim.p.clients)]
+        routing = sim.p.routing
+        self.clients = [SimClient(n, sim.ids[n % len(sim.ids)],
+                                  routing == "leader" or (routing == "mixed" and n % 2 == 1))
+                        for n in range(sim.p.clients)]
         self.first_ok_after_heal: int | None = None
         self._last_time = -1
         self._next_process = sim.p.clients
@@ -87,6 +95,8 @@ class Clients:
         key = f"k{generation}.{rng.randrange(self.p.keys)}"
         self._invoked += 1
         c.seq += 1
+        if not c.sticky:
+            c.target = c.home
         if r < 0.4:
             f, value = "read", None
             cmd: dict[str, Any] = {"op": "read", "key": key}
@@ -105,7 +115,7 @@ class Clients:
             cmd = {"op": "cas", "key": key, "from": frm, "to": self._value}
         cmd["client"], cmd["seq"] = c.cid, c.seq
         c.op = {"f": f, "key": key, "value": value, "cmd": cmd, "seq": c.seq,
-                "deadline": sim.now + self.p.op_deadline, "open": set()}
+                "deadline": sim.now + self.p.op_deadline, "open": set(), "sent": []}
         self.record("invoke", c, f, key, value)
         self.send_attempt(c)
 
@@ -115,6 +125,7 @@ class Clients:
         c.attempt += 1
         req = Request(c, op["seq"], c.attempt, op["cmd"])
         op["open"].add(c.attempt)
+        op["sent"].append(c.attempt)
         if not sim.faults_on or self.rng.random() >= self.p.drop:
             sim.schedule(sim.now + self.rng.randint(1, 5), "request", (c.target, req))
         sim.schedule(sim.now + self.p.attempt_timeout, "attempt-timeout",
@@ -161,7 +172,7 @@ class Clients:
         assert op is not None
         if attempt != c.attempt:
             return  # a newer attempt is already out
-        if sim.now >= op["deadline"]:
+        if sim.now >= op["deadline"] or len(op["sent"]) >= self.p.max_attempts:
             if op.get("maybe") and op["f"] != "read":
                 self.complete(c, "info", op["value"], error_name="timeout")
             else:

@@ -119,7 +119,7 @@ class Nemesis:
             elif f.kind == "torn-write":
                 node.tear_share = f.arg
             elif f.kind == "pause":
-                node.paused_until = sim.now + f.duration
+                node.pause(sim.now + f.duration)
                 sim.stats["pauses"] += 1
             elif f.kind == "clock":
                 node.clock_factor = f.arg or 1.0

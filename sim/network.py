@@ -83,6 +83,6 @@ class Network:
         if not node.up or (sim.faults_on and (src, dst) in self.cut):
             return
         if node.paused_until > sim.now:  # a stopped process reads its socket later
-            sim.schedule(node.paused_until, "deliver", (src, dst, m))
+            sim.schedule(node.resume_time(src), "deliver", (src, dst, m))
             return
         sim.guard(node, lambda: (node.core.step(m), node.drain()))

@@ -10,18 +10,21 @@ or the request timeout passes ("when in doubt, indefinite").
 The planted bugs (node.bugs) reach it exactly as they reach the server: core bugs
 through `RaftConfig(bugs=...)` and `RegisterMachine(bugs=...)`, the core options
 through `node.bugs.core_options`; the shell bugs are modelled here, in the same
-places the server has them: `vote-not-durable` and `append-not-durable` skip the
-fsync of a Ready that only changes the vote / only appends; `local-reads` answers
-a leader's reads from local state; `ack-before-commit` answers a proposal once it
-is appended; `commit-wait-definite` gives up on a commit wait with a definite error.
+places and with the same conditions as the server has them: `vote-not-durable` and
+`append-not-durable` skip the fsync of a Ready that only changes the term or vote /
+a follower's Ready that only appends; `local-reads` answers a leader's reads from
+local state; `ack-before-commit` answers a proposal once it is appended;
+`commit-wait-definite` ends a commit wait with a definite error.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from node.bugs import (ACK_BEFORE_COMMIT, APPEND_NOT_DURABLE, COMMIT_WAIT_DEFINITE,
+                       LOCAL_READS, VOTE_NOT_DURABLE)
 from node.core.messages import CommitEntry, RequestVote, RequestVoteReply
 from node.core.raft import LEADER, RaftCore
 from node.core.register import RegisterMachine, error
@@ -59,6 +62,7 @@ class SimNode:
         self.last_term = 0
         self.led_term: int | None = None
         self.paused_until = 0
+        self.resume_order: dict[str, int] = {}
         self.clock_factor = 1.0
         self.tear_share: float | None = None   # armed by a torn-write fault
         self.core: RaftCore
@@ -84,6 +88,20 @@ class SimNode:
         self.read_waits: list[tuple[int, Request]] = []
         self.up = True
 
+    def pause(self, until: int) -> None:
+        """SIGSTOP until `until`: no ticks; inputs wait in their sockets."""
+        self.paused_until = until
+        self.resume_order: dict[str, int] = {}
+
+    def resume_time(self, connection: str) -> int:
+        """When an input that arrived while stopped is read: on SIGCONT the process
+        reads its sockets in no set order, so each connection (a peer's, a client's)
+        gets its own small offset; within one connection the order stays FIFO."""
+        offset = self.resume_order.get(connection)
+        if offset is None:
+            offset = self.resume_order[connection] = self.sim.network.rng.randint(0, 3)
+        return self.paused_until + offset
+
     def crash(self, keep_share: float | None = None) -> int:
         """Stop at once: unsynced writes are lost (a torn prefix kept, if asked)."""
         self.up = False
@@ -94,7 +112,7 @@ class SimNode:
     def handle_request(self, req: Request) -> None:
         cmd = req.command
         if cmd["op"] == "read" and cmd.get("via") == "read-index":
-            if "local-reads" in self.bugs and self.core.role == LEADER:
+            if LOCAL_READS in self.bugs and self.core.role == LEADER:
                 self.reply(req, self.sm.read(cmd["key"]))  # the bug: no quorum check
                 return
             rid = self.sim.next_id()
@@ -121,7 +139,7 @@ class SimNode:
         for i, (term, r) in enumerate(waiting):
             if r is req:
                 del waiting[i]
-                self.reply(req, self.gave_up("no answer within the request timeout"))
+                self.reply(req, self.gave_up("no commit within the request timeout"))
                 return
 
     def not_leader(self) -> dict:
@@ -133,9 +151,10 @@ class SimNode:
     def gave_up(self, why: str) -> dict:
         """A commit wait that ends without the entry's fate: indefinite (the correct
         server), or definite under `commit-wait-definite`."""
-        if "commit-wait-definite" in self.bugs:
-            return error(UNAVAILABLE, "temporarily-unavailable", True, detail=why)
-        return error(TIMEOUT, "timeout", False, detail=why)
+        if COMMIT_WAIT_DEFINITE in self.bugs:
+            return error(UNAVAILABLE, "temporarily-unavailable", True,
+                         detail=f"{why}; not committed")
+        return error(TIMEOUT, "timeout", False, detail=f"{why}; the outcome is unknown")
 
     def reply(self, req: Request, result: dict) -> None:
         self.sim.clients.reply(self, req, result)
@@ -152,8 +171,8 @@ class SimNode:
                 sim.monitor.violation("stuck", f"{self.id}: the Ready loop does not end")
                 return
             rd = core.ready()
-            # 1. persist (fsync) before sending
-            if rd.must_sync():
+            # 1. persist (write, and fsync unless only the commit index moved)
+            if rd.must_write():
                 self.disk.write(rd)
                 if self.tear_share is not None:
                     kept = self.crash(self.tear_share)
@@ -161,7 +180,7 @@ class SimNode:
                     sim.log(f"{self.id} crashed while persisting ({kept} bytes torn in)")
                     sim.nemesis.crashed_in_write(self)
                     return
-                if self.durable_write(rd):
+                if self.must_fsync(rd):
                     self.disk.sync()
             # 2. send
             for to, m in rd.messages:
@@ -172,7 +191,7 @@ class SimNode:
                 elif isinstance(m, RequestVote) and not m.pre_vote:
                     sim.monitor.record_vote(self.id, m.term, self.id)
                 sim.network.send(self.id, to, m)
-            if "ack-before-commit" in self.bugs and rd.entries:
+            if ACK_BEFORE_COMMIT in self.bugs and rd.entries:
                 self.ack_appended(rd.entries[-1][0])
             # 3. apply
             for ce in rd.committed:
@@ -193,13 +212,17 @@ class SimNode:
         if self.up:
             sim.monitor.observe(self)
 
-    def durable_write(self, rd: Ready) -> bool:
-        """Whether this Ready is fsync'd: always, but for the durability bugs."""
-        if "vote-not-durable" in self.bugs and rd.hard_state is not None \
-                and not rd.entries and rd.truncate_from is None:
+    def must_fsync(self, rd: Ready) -> bool:
+        """Whether this Ready is fsync'd, as the server decides it: not when only the
+        commit index moved (etcd's MustSync), nor where a durability bug skips it."""
+        if not rd.must_sync():
             return False
-        if "append-not-durable" in self.bugs and rd.entries and rd.hard_state is None:
-            return False
+        writes_entries = rd.truncate_from is not None or bool(rd.entries)
+        if VOTE_NOT_DURABLE in self.bugs and not writes_entries:
+            return False  # planted bug: term and vote written, not fsynced
+        if (APPEND_NOT_DURABLE in self.bugs and not rd.term_or_vote_changed
+                and self.core.role != LEADER):
+            return False  # planted bug: a follower's entries written, not fsynced
         return True
 
     def leadership_check(self) -> None:
@@ -209,7 +232,7 @@ class SimNode:
             pending, self.pending = self.pending, {}
             for waiting in pending.values():
                 for _, req in waiting:
-                    self.reply(req, self.gave_up("leadership lost; the outcome is unknown"))
+                    self.reply(req, self.gave_up("leadership lost"))
         elif self.core.role == LEADER:
             self.was_leader = True
 

@@ -51,8 +51,10 @@ class SimParams:
     max_batch_entries: int = 32
     # clients and the server shell
     read_index_share: float = 0.5  # reads through ReadIndex rather than the log
+    routing: str = "mixed"         # clients start ops at: home | leader | mixed
     attempt_timeout: int = 250     # ms a client waits for one attempt's answer
     op_deadline: int = 1000        # ms after which a client gives up on an op
+    max_attempts: int = 100        # attempts per op (the real workload: 3)
     request_timeout: int = 2000    # ms the server waits for a proposal to commit
     heal_ms: int = 4000            # fault-free time at the end, with clients on
     # the schedule (sim.schedule draws it with these)
@@ -83,14 +85,16 @@ class SimParams:
         drawn_mix = r.choice(MIXES)
         drawn_steps = r.choice([1500, 1500, 3000, 6000])  # longer runs now and then
         p = cls(nodes=nodes, mix=mix or drawn_mix, steps=steps or drawn_steps)
-        p.clients = r.choice([3, 4, 5, 6])
+        p.clients = r.choice([3, 5, 8, 12])
         p.keys = r.choice([1, 2, 3])
         p.pre_vote = r.random() < 0.8
         p.check_quorum = r.random() < 0.8
         p.max_batch_entries = r.choice([4, 32, 32])
-        p.read_index_share = r.choice([0.0, 0.5, 1.0])
+        p.read_index_share = r.choice([0.5, 1.0, 1.0])  # the server: ReadIndex only
         p.attempt_timeout = r.choice([100, 250, 500])
         p.request_timeout = r.choice([300, 2000])
+        p.routing = r.choice(["home", "leader", "mixed"])
+        p.max_attempts = r.choice([3, 100])
         if p.mix == "figure8":
             p.drop, p.dup, p.delay_max = 0.1, 0.0, 27
             p.reorder_share = r.choice([1 / 3, 2 / 3])  # 6.824: 2/3
@@ -109,5 +113,5 @@ class SimParams:
             p.pauses = r.random() < 0.5
             p.torn_writes = r.choice([0.0, 0.1, 0.5])
             p.nemesis_every = r.choice([300, 800, 1500])
-            p.clock_skew = r.random() < 0.3
+            p.clock_skew = r.random() < 0.5
         return p

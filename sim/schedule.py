@@ -28,7 +28,8 @@ A duration of 0 means "until a majority needs the node back, or the faults stop"
 (the figure8 mix's rule; sim.nemesis). Every fault ends when the faults stop.
 
 Text form, for a command line (`;` between faults): `AT:KIND:TARGET:DURATION[:ARG]`,
-e.g. `1200:crash:leader:800;3000:partition:n1,n2|n3:1500;5000:reorder:-:2000`.
+e.g. `1200:crash:leader:800;3000:partition:n1,n2|n3:1500;5000:reorder:-:2000`;
+`none` is the empty schedule.
 A file holds either that text or JSON: a list of faults, or an object with "faults".
 """
 
@@ -46,6 +47,8 @@ NODE_KINDS = ("isolate", "crash", "torn-write", "pause", "clock")
 NETWORK_KINDS = ("partition", "one-way", "reorder")
 KINDS = NETWORK_KINDS + NODE_KINDS
 LEADER = "leader"
+NO_FAULTS = "none"
+CLOCK_FACTORS = (0.3, 0.5, 0.7, 1.5, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ class Fault:
 
 
 def format_spec(faults: list[Fault]) -> str:
-    return ";".join(f.spec() for f in faults)
+    """The text form; `none` for the empty schedule."""
+    return ";".join(f.spec() for f in faults) or NO_FAULTS
 
 
 def _split_groups(target: str, node_ids: list[str], where: str) -> list[list[str]]:
@@ -146,6 +150,8 @@ def make_fault(at: int, kind: str, target: str, duration: int, arg: float | None
 
 def parse_spec(text: str, node_ids: list[str], where: str = "--faults") -> list[Fault]:
     """A schedule from its text form (`;` or newlines between faults), sorted by time."""
+    if text.strip() == NO_FAULTS:
+        return []
     pieces = [p for chunk in text.splitlines() for p in chunk.split(";")]
     faults = [parse_fault(p, node_ids, f"{where}: fault {i + 1}")
               for i, p in enumerate(x for x in pieces if x.strip())]
@@ -156,7 +162,7 @@ def load_faults(arg: str, node_ids: list[str]) -> list[Fault]:
     """`--faults FILE|SPEC`: a file (JSON or text) if one exists at that path."""
     path = Path(arg)
     if not path.is_file():
-        if ":" not in arg:
+        if ":" not in arg and arg.strip() != NO_FAULTS:
             raise BadInput(f"no such file, and not a fault list: {arg!r:.80}",
                            field="--faults")
         return parse_spec(arg, node_ids)
@@ -207,7 +213,8 @@ def _node_or_leader(r: random.Random, ids: list[str], leader_share: float) -> st
 
 
 def _classic(r: random.Random, p: SimParams, ids: list[str]) -> list[Fault]:
-    """Today's nemesis, made explicit: one action every rand(1, 2*every) ms."""
+    """The classic nemesis: one action every rand(1, 2*every) ms; a partition ends
+    the one before it, and cuts off the leader 40% of the time."""
     end = p.end_faults
     out: list[Fault] = []
     actions = ((["partition", "partition"] if p.partitions else [])
@@ -225,14 +232,19 @@ def _classic(r: random.Random, p: SimParams, ids: list[str]) -> list[Fault]:
                     out[last_partition] = Fault(prev.at, prev.kind, prev.target,
                                                 max(1, t - prev.at), prev.arg)
             last_partition = len(out)
-            out.append(_partition(r, ids, t, dur))
+            if r.random() < 0.4:  # the real nemesis's leader bias: cut off the leader
+                out.append(Fault(t, "isolate", LEADER, dur))
+            else:
+                out.append(_partition(r, ids, t, dur))
         elif action == "crash":
             out.append(Fault(t, "crash", _node_or_leader(r, ids, 0.3), r.randint(100, 1500)))
         elif action == "pause":
             out.append(Fault(t, "pause", _node_or_leader(r, ids, 0.3), r.randint(100, 1500)))
-        else:
-            out.append(Fault(t, "clock", _node_or_leader(r, ids, 0.5), r.randint(500, 3000),
-                             r.choice([0.5, 0.7, 1.5, 2.0])))
+        else:  # clocks drift apart, each its own way (Jepsen's clock nemesis)
+            dur = r.randint(5000, 15000)
+            for node in ids:
+                if r.random() < 0.7:
+                    out.append(Fault(t, "clock", node, dur, r.choice(CLOCK_FACTORS)))
         t += r.randint(1, 2 * p.nemesis_every)
     out += _torn_writes(r, p, ids, leader_share=0.3)
     if p.reorder_share:

@@ -10,11 +10,12 @@ each rerun is deterministic, so "still fails" is a fact, not a chance. It goes:
    same run);
 2. the faults up to the first violation (later ones cannot have caused it);
 3. ddmin (Zeller and Hildebrandt, "Simplifying and Isolating Failure-Inducing
-   Input", 2002) over what is left: try halves, then complements, then finer
-   splits, keeping any candidate that still fails, until no single fault can be
-   removed (1-minimal) or the time budget runs out. The candidates of a round run
-   in parallel; the first failing one in list order is kept, so the result does
-   not depend on the number of processes.
+   Input", 2002) over what is left: try halves, then the complements of finer and
+   finer splits (a fault schedule seldom fails on a small piece alone, so those
+   pieces are not tried by themselves), keeping any candidate that still fails,
+   until no single fault can be removed (1-minimal) or the time budget runs out.
+   Candidates run in parallel batches, one per process, in list order; the first
+   failing one is kept, so the result does not depend on the number of processes.
 
 "Still fails" means a violation of a kind the original run had (a schedule that
 only trades a lost entry for, say, a liveness failure is not a reproduction).
@@ -55,27 +56,27 @@ def _split(items: list, n: int) -> list[list]:
     return [c for c in out if c]
 
 
-def ddmin(items: list, failing: Callable[[list[list]], list[bool]],
+def ddmin(items: list, first_failing: Callable[[list[list]], int | None],
           out_of_time: Callable[[], bool]) -> tuple[list, bool]:
-    """A 1-minimal failing sub-list of `items` (which fails); `failing` tests a
-    batch of candidates at once. Returns (items, complete)."""
+    """A 1-minimal failing sub-list of `items` (which fails). `first_failing` returns
+    the index of the first candidate, in list order, that fails (or None); it may
+    try them in parallel batches. Returns (items, complete)."""
     n = 2
     while len(items) >= 2:
         if out_of_time():
             return items, False
         chunks = _split(items, n)
-        results = failing(chunks)
-        hit = next((c for c, r in zip(chunks, results) if r), None)
-        if hit is not None:
-            items, n = hit, 2
-            continue
-        if n > 2:
+        if n == 2:  # halves; finer subsets seldom fail alone, so only their complements
+            hit = first_failing(chunks)
+            if hit is not None:
+                items, n = chunks[hit], 2
+                continue
+        else:
             complements = [[x for j, c in enumerate(chunks) if j != i for x in c]
                            for i in range(len(chunks))]
-            results = failing(complements)
-            hit = next((c for c, r in zip(complements, results) if r), None)
+            hit = first_failing(complements)
             if hit is not None:
-                items, n = hit, max(n - 1, 2)
+                items, n = complements[hit], max(n - 1, 2)
                 continue
         if n >= len(items):
             break
@@ -101,37 +102,51 @@ def shrink(seed: int, config: RunConfig, faults: list[Fault] | None, summary: di
     def still_fails(s: dict) -> bool:
         return any(v["kind"] in kinds for v in s["violations"])
 
+    seen: dict[tuple[Fault, ...], dict] = {}
+    smallest = [len(effective)]
+
     def failing(candidates: list[list[Fault]]) -> list[bool]:
         summaries = run_schedules(seed, config, candidates, pool)
         result.reruns += len(candidates)
         found = [still_fails(s) for s in summaries]
         for cand, s, ok in zip(candidates, summaries, found):
-            if ok and len(cand) < len(best[0]):
-                best[0], best[1] = cand, s
+            seen[tuple(cand)] = s
+            if ok:
+                smallest[0] = min(smallest[0], len(cand))
         if progress:
-            progress(f"shrinking: {len(best[0])} faults, {result.reruns} reruns, "
+            progress(f"shrinking: {smallest[0]} faults, {result.reruns} reruns, "
                      f"{time.monotonic() - start:.0f} s")
         return found
+
+    def first_failing(candidates: list[list[Fault]]) -> int | None:
+        """In batches of `jobs`: the first failing candidate in list order, so the
+        result does not depend on the number of processes."""
+        for lo in range(0, len(candidates), jobs):
+            found = failing(candidates[lo:lo + jobs])
+            if any(found):
+                return lo + found.index(True)
+        return None
 
     def out_of_time() -> bool:
         return time.monotonic() - start > time_budget_s
 
-    best: list = [list(effective), summary]
+    current = list(effective)
     try:
-        if not failing([effective])[0]:  # the effective schedule must replay the run
-            effective = sim.faults
-            best[0] = list(effective)
+        if not failing([current])[0]:  # the effective schedule must replay the run
+            current = list(sim.faults)
         first_at = min(v["at_ms"] for v in summary["violations"] if v["kind"] in kinds)
-        before = [f for f in best[0] if f.at <= first_at]
-        candidates = [[]] + ([before] if len(before) < len(best[0]) else [])
-        failing(candidates)  # no fault at all, then the faults before the violation
-        if best[0]:
-            items, result.complete = ddmin(best[0], failing, out_of_time)
-            if len(items) < len(best[0]):
-                best[0] = items
+        before = [f for f in current if f.at <= first_at]
+        # no fault at all, then only the faults before the violation
+        candidates = [[]] + ([before] if len(before) < len(current) else [])
+        hit = first_failing(candidates) if len(candidates) > 1 else (
+            0 if failing(candidates)[0] else None)
+        if hit is not None:
+            current = candidates[hit]
+        if current:
+            current, result.complete = ddmin(current, first_failing, out_of_time)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    result.faults, result.summary = best[0], best[1]
+    result.faults, result.summary = current, seen.get(tuple(current), summary)
     result.elapsed_s = round(time.monotonic() - start, 1)
     return result

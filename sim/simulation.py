@@ -19,6 +19,7 @@ history with `checker.check(ops, model="cas-register")`.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import sys
 import time as _time
@@ -34,6 +35,9 @@ from sim.network import Network
 from sim.node import SimNode
 from sim.params import ELECTION_TICKS, HEARTBEAT_TICKS, TICK_MS, SimParams
 from sim.schedule import Fault, generate
+
+# The cores log as the node does; a run prints only what the simulation says (-v).
+logging.getLogger("raftcheck.node").addHandler(logging.NullHandler())
 
 LOG_CHECK_EVERY_MS = 500
 STATS = ("messages", "dropped", "duplicated", "reordered", "faults", "crashes",
@@ -136,7 +140,7 @@ class Simulation:
         node_id, req = payload
         node = self.nodes[node_id]
         if node.up and node.paused_until > self.now:
-            self.schedule(node.paused_until, "request", payload)
+            self.schedule(node.resume_time(req.client.cid), "request", payload)
         elif node.up:
             self.guard(node, lambda: node.handle_request(req))
 

@@ -1,9 +1,8 @@
 """`raftcheck sim` and `python -m sim` (sim/cli.py), as a user runs them.
 
 Many seeds in parallel processes, a JSON summary, bad usage as one line with exit
-254, and the failure path end to end: a core with a real mistake (it grants votes
-to stale logs, breaking section 5.4.1) is caught, its history explained, its fault
-schedule shrunk, and the printed rerun command replays the failure.
+254, and the failure path end to end: a planted bug is caught, its history
+explained, its fault schedule shrunk, and the printed rerun command replays it.
 """
 
 from __future__ import annotations
@@ -18,17 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKEN = """
-import sys
-import node.core.raft as raft
-orig = raft.RaftCore._handle_vote_request
-def vote_for_anyone(self, m):
-    m.last_log_term = 10 ** 9
-    orig(self, m)
-raft.RaftCore._handle_vote_request = vote_for_anyone
-from sim.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -74,29 +62,31 @@ def test_bad_usage_is_one_line_and_254(args, says):
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
-def test_a_broken_core_is_found_explained_shrunk_and_replayed(tmp_path):
-    wrapper = tmp_path / "broken_sim.py"
-    wrapper.write_text(BROKEN)
+def test_a_planted_bug_is_found_explained_shrunk_and_replayed(tmp_path):
+    """longer-log-wins-vote (section 5.4.1 by length only) is found, the failing
+    seed's history explained and its schedule shrunk; the printed command replays
+    the shrunk schedule and fails again."""
     store = tmp_path / "store"
-    out = _run([sys.executable, str(wrapper), "--seeds", "8", "--jobs", "2", "--steps", "600",
-                "--out", str(store), "--shrink-time", "90"])
+    out = _run([sys.executable, "-m", "campaign", "sim", "--bug", "longer-log-wins-vote",
+                "--seeds", "20", "--jobs", "2", "--steps", "600", "--out", str(store),
+                "--shrink-time", "90"])
     assert out.returncode == 1, out.stdout + out.stderr
     text = out.stdout
     assert "FAILED" in text and "shrunk its fault schedule" in text
-    assert "the checker says:" in text
+    assert "the checker says:" in text and "leader-completeness" in text
     rerun = next(line for line in text.splitlines() if line.startswith("rerun: "))
     args = shlex.split(rerun[len("rerun: "):])
-    assert args[:3] == ["python", "-m", "sim"] and "--faults" in args
+    assert args[:2] == ["raftcheck", "sim"] and "--faults" in args
+    assert args[args.index("--bug") + 1] == "longer-log-wins-vote"
     seed = int(args[args.index("--seed") + 1])
-    assert (store / f"seed-{seed}" / "faults.json").is_file()
     assert (store / f"seed-{seed}" / "history.jsonl").is_file()
     saved = json.loads((store / f"seed-{seed}" / "faults.json").read_text())
     shrunk = len(saved["faults"])
-    assert f"to {shrunk} in" in text
+    assert 0 < shrunk < 10 and f"to {shrunk} in" in text
     # The printed command replays the shrunk schedule: the seed fails again.
-    again = _run([sys.executable, str(wrapper)] + args[3:] + ["--no-shrink", "--json",
-                                                             "--out", str(store)])
+    again = _run([sys.executable, "-m", "campaign"] + args[1:]
+                 + ["--no-shrink", "--json", "--out", str(store)])
     assert again.returncode == 1, again.stdout + again.stderr
     replay = json.loads(again.stdout)
-    assert replay["summary"]["violations"]
-    assert replay["summary"]["effective_faults"] <= shrunk
+    assert "leader-completeness" in {v["kind"] for v in replay["summary"]["violations"]}
+    assert replay["summary"]["effective_faults"] == shrunk

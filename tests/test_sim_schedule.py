@@ -28,6 +28,7 @@ def test_text_form_round_trips():
     spec = format_spec(faults)
     assert parse_spec(spec, IDS) == faults
     assert parse_spec(spec.replace(";", "\n"), IDS) == faults
+    assert format_spec([]) == "none" and load_faults("none", IDS) == []
 
 
 def test_json_file_and_text_file(tmp_path):
@@ -81,10 +82,11 @@ def test_the_schedule_is_drawn_from_its_own_stream():
 
 
 def _batch(pred, log):
-    def failing(cands):
+    def first_failing(cands):
         log.append(len(cands))
-        return [pred(c) for c in reversed(cands)][::-1]  # any completion order
-    return failing
+        found = [pred(c) for c in reversed(cands)][::-1]  # any completion order
+        return found.index(True) if any(found) else None
+    return first_failing
 
 
 def test_ddmin_finds_a_one_minimal_failing_subset():
