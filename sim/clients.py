@@ -10,8 +10,8 @@ asked; a *leader* client starts at the node it last found leading. Either follow
 time, fresh keys every `ops_per_key` ops per key. An op is `ok` only when its
 result came from an applied entry (or a ReadIndex read served once its read index
 was applied), `fail` only when every attempt got a definite answer, `info`
-otherwise; after an `info` the process gets a new number, as in Jepsen. Clients
-draw from their own stream (`Random("<seed>-clients")`).
+otherwise; after an `info` the process gets a new number, as in Jepsen. Each
+client draws from its own stream (`Random("<seed>-client-<n>")`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class SimClient:
     """A closed-loop client process (SPEC section 2): one open op at a time."""
 
-    def __init__(self, n: int, home: str, sticky: bool) -> None:
+    def __init__(self, seed: int, n: int, home: str, sticky: bool) -> None:
         self.cid = f"c{n}"
         self.process = n
         self.seq = 0
@@ -38,6 +38,7 @@ class SimClient:
         self.home = home
         self.sticky = sticky           # a leader client (else a home client)
         self.target = home
+        self.rng = random.Random(f"{seed}-client-{n}")  # its own stream
         self.attempt = 0
         self.last_read: dict[Any, Any] = {}
 
@@ -48,10 +49,9 @@ class Clients:
     def __init__(self, sim: "Simulation") -> None:
         self.sim = sim
         self.p = sim.p
-        self.rng = random.Random(f"{sim.seed}-clients")
         self.ops: list[Op] = []
         routing = sim.p.routing
-        self.clients = [SimClient(n, sim.ids[n % len(sim.ids)],
+        self.clients = [SimClient(sim.seed, n, sim.ids[n % len(sim.ids)],
                                   routing == "leader" or (routing == "mixed" and n % 2 == 1))
                         for n in range(sim.p.clients)]
         self.first_ok_after_heal: int | None = None
@@ -62,7 +62,7 @@ class Clients:
 
     def start(self) -> None:
         for c in self.clients:
-            self.sim.schedule(self.rng.randint(0, 50), "next-op", c)
+            self.sim.schedule(c.rng.randint(0, 50), "next-op", c)
 
     def counts(self) -> dict[str, int]:
         out = {t: 0 for t in ("invoke", "ok", "fail", "info")}
@@ -84,7 +84,7 @@ class Clients:
 
     # ------------------------------------------------------------------ ops
     def next_op(self, c: SimClient) -> None:
-        sim, rng = self.sim, self.rng
+        sim, rng = self.sim, c.rng
         if c.op is not None or sim.now >= sim.end_clients:
             return
         r = rng.random()
@@ -126,17 +126,17 @@ class Clients:
         req = Request(c, op["seq"], c.attempt, op["cmd"])
         op["open"].add(c.attempt)
         op["sent"].append(c.attempt)
-        if not sim.faults_on or self.rng.random() >= self.p.drop:
-            sim.schedule(sim.now + self.rng.randint(1, 5), "request", (c.target, req))
+        if not sim.faults_on or c.rng.random() >= self.p.drop:
+            sim.schedule(sim.now + c.rng.randint(1, 5), "request", (c.target, req))
         sim.schedule(sim.now + self.p.attempt_timeout, "attempt-timeout",
                      (c, op["seq"], c.attempt))
 
     def reply(self, node: "SimNode", req: Request, result: dict) -> None:
         """A node answers an attempt: the answer travels back (or is lost)."""
-        sim = self.sim
-        if sim.faults_on and self.rng.random() < self.p.drop:
+        sim, rng = self.sim, req.client.rng
+        if sim.faults_on and rng.random() < self.p.drop:
             return
-        sim.schedule(sim.now + self.rng.randint(1, 5), "reply", (node.id, req, result))
+        sim.schedule(sim.now + rng.randint(1, 5), "reply", (node.id, req, result))
 
     def on_reply(self, node_id: str, req: Request, result: dict) -> None:
         c = req.client
@@ -155,7 +155,7 @@ class Clients:
             return
         if not result.get("definite"):
             op["maybe"] = True
-        c.target = result.get("leader") or self.rng.choice(self.sim.ids)
+        c.target = result.get("leader") or c.rng.choice(self.sim.ids)
         self.retry(c, req.attempt)
 
     def on_attempt_timeout(self, c: SimClient, seq: int, attempt: int) -> None:
@@ -164,7 +164,7 @@ class Clients:
             return
         op["open"].discard(attempt)
         op["maybe"] = True  # no answer: it may have taken effect
-        c.target = self.rng.choice(self.sim.ids)
+        c.target = c.rng.choice(self.sim.ids)
         self.retry(c, attempt)
 
     def retry(self, c: SimClient, attempt: int) -> None:
@@ -178,7 +178,7 @@ class Clients:
             else:
                 self.complete(c, "fail", op["value"], error_name="unavailable")
             return
-        sim.schedule(sim.now + self.rng.randint(5, 30), "retry", (c, op["seq"]))
+        sim.schedule(sim.now + c.rng.randint(5, 30), "retry", (c, op["seq"]))
 
     def on_retry(self, c: SimClient, seq: int) -> None:
         if c.op is not None and c.op["seq"] == seq:
@@ -195,4 +195,4 @@ class Clients:
         if type_ == "info":
             c.process = self._next_process
             self._next_process += 1
-        sim.schedule(sim.now + self.rng.randint(0, 80), "next-op", c)
+        sim.schedule(sim.now + c.rng.randint(0, 80), "next-op", c)

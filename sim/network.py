@@ -9,8 +9,8 @@ fault a share of the replies is held 70 ms to over a second (6.824's labrpc "lon
 reordering": 2 replies in 3 held 200 + rand(1 + rand(2000)) ms, with election
 timeouts about three times ours); a message
 between two nodes that a partition cuts is lost when sent and when it arrives.
-After the faults stop the network is reliable. The network draws from its own
-stream (`Random("<seed>-network")`).
+After the faults stop the network is reliable. Each directed link draws from its
+own stream (`Random("<seed>-network-<from>-<to>")`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ class Network:
     def __init__(self, sim: "Simulation") -> None:
         self.sim = sim
         self.p = sim.p
-        self.rng = random.Random(f"{sim.seed}-network")
+        # One stream per directed link: a fault that changes one link's traffic
+        # leaves the others' draws alone, which keeps shrinking (sim.shrink) local.
+        self.rngs = {(a, b): random.Random(f"{sim.seed}-network-{a}-{b}")
+                     for a in sim.ids for b in sim.ids if a != b}
         self._cuts: dict[int, set[Link]] = {}   # fault id -> the links it cuts
         self.cut: set[Link] = set()              # their union
         self.reordering = 0                      # reorder faults in force
@@ -61,7 +64,7 @@ class Network:
 
     # ------------------------------------------------------------------ delivery
     def send(self, src: str, dst: str, m: Any) -> None:
-        sim, rng, stats = self.sim, self.rng, self.sim.stats
+        sim, rng, stats = self.sim, self.rngs[(src, dst)], self.sim.stats
         stats["messages"] += 1
         faults = sim.faults_on
         if faults and ((src, dst) in self.cut or rng.random() < self.p.drop):

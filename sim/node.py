@@ -63,6 +63,7 @@ class SimNode:
         self.led_term: int | None = None
         self.paused_until = 0
         self.resume_order: dict[str, int] = {}
+        self.jitter = random.Random(f"{sim.seed}-{node_id}-timing")  # ticks, resumes
         self.clock_factor = 1.0
         self.tear_share: float | None = None   # armed by a torn-write fault
         self.core: RaftCore
@@ -99,7 +100,7 @@ class SimNode:
         gets its own small offset; within one connection the order stays FIFO."""
         offset = self.resume_order.get(connection)
         if offset is None:
-            offset = self.resume_order[connection] = self.sim.network.rng.randint(0, 3)
+            offset = self.resume_order[connection] = self.jitter.randint(0, 3)
         return self.paused_until + offset
 
     def crash(self, keep_share: float | None = None) -> int:

@@ -5,8 +5,8 @@ over a simulated network (sim.network) and simulated disks (sim.disk), with
 simulated clients (sim.clients), under a fault schedule (sim.schedule, played by
 sim.nemesis), all from one seed, in simulated milliseconds on one event queue. Every
 random choice comes from a stream named after the seed and its purpose (parameters,
-faults, network, clients, ticks, each node's core), so a seed and a schedule are
-one run, reproduced exactly by
+faults, each network link, each client, each node's timing and core), so a seed and
+a schedule are one run, reproduced exactly by
 
     raftcheck sim --seed N [--nodes 3|5] [--bug NAMES] [--faults SCHEDULE]
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import random
 import sys
 import time as _time
 from typing import Any, Callable
@@ -71,7 +70,6 @@ class Simulation:
         self.check_lin = check_linearizability
         self.ids = [f"n{i + 1}" for i in range(params.nodes)]
         self.raft_config = raft_config(params, self.bugs)
-        self.tick_rng = random.Random(f"{seed}-ticks")
         self.now = 0
         self._seq = 0
         self._queue: list[tuple[int, int, str, Any]] = []
@@ -132,7 +130,7 @@ class Simulation:
         node = self.nodes[node_id]
         if node.up and node.paused_until <= self.now:
             self.guard(node, lambda: (node.core.tick(), node.drain()))
-        jitter = self.tick_rng.randint(-2, 2) if self.faults_on else 0
+        jitter = node.jitter.randint(-2, 2) if self.faults_on else 0
         self.schedule(self.now + max(1, int(TICK_MS * node.clock_factor) + jitter),
                       "tick", node_id)
 
@@ -164,7 +162,7 @@ class Simulation:
     def run(self) -> dict:
         t0 = _time.monotonic()
         for nid in self.ids:
-            self.schedule(self.tick_rng.randint(0, TICK_MS - 1), "tick", nid)
+            self.schedule(self.nodes[nid].jitter.randint(0, TICK_MS - 1), "tick", nid)
         self.clients.start()
         self.nemesis.start()
         self.schedule(self.end_faults, "heal")

@@ -71,7 +71,7 @@ def test_the_effective_schedule_replays_the_same_run():
 
 def test_classic_faults_actually_happen():
     p = SimParams(nodes=3, steps=1000, drop=0.05, dup=0.05, delay_max=30, partitions=True,
-                  crashes=True, pauses=True, torn_writes=2.0, nemesis_every=400,
+                  crashes=True, pauses=True, torn_writes=1.0, nemesis_every=400,
                   clock_skew=True, reorder_share=0.3)
     sim = Simulation(42, p)
     r = sim.run()
