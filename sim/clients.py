@@ -6,12 +6,14 @@ A *home* client starts every op at its home node, as the real workload's clients
 (and Jepsen's) do, so that every node, a deposed leader included, keeps being
 asked; a *leader* client starts at the node it last found leading. Either follows
 `not-leader` hints, retries on silence, and gives up at the op's deadline or after
-`max_attempts` attempts (the real workload makes at most three). Ops go to a few keys at a
-time, fresh keys every `ops_per_key` ops per key. An op is `ok` only when its
-result came from an applied entry (or a ReadIndex read served once its read index
-was applied), `fail` only when every attempt got a definite answer, `info`
-otherwise; after an `info` the process gets a new number, as in Jepsen. Each
-client draws from its own stream (`Random("<seed>-client-<n>")`).
+`max_attempts` attempts (the real workload makes at most three). An op is `ok` only
+when its result came from an applied entry (or a ReadIndex read served once its
+read index was applied), `fail` only when every attempt got a definite answer,
+`info` otherwise; after an `info` the process gets a new number, as in Jepsen.
+
+Ops go to a few keys at a time, and to fresh keys after `ops_per_key` ops, or
+INFOS_PER_KEY infos, per key. Each client draws from its own stream
+(`Random("<seed>-client-<n>")`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from history.ops import Op
 from sim.node import Request
+
+INFOS_PER_KEY = 12
 
 if TYPE_CHECKING:
     from sim.node import SimNode
@@ -58,7 +62,7 @@ class Clients:
         self._last_time = -1
         self._next_process = sim.p.clients
         self._value = 0
-        self._invoked = 0
+        self._generation = self._gen_ops = self._gen_infos = 0
 
     def start(self) -> None:
         for c in self.clients:
@@ -89,11 +93,15 @@ class Clients:
             return
         r = rng.random()
         # Independent keys, as Jepsen's independent checker wants them: after
-        # `ops_per_key` ops on average per key, the clients move on to fresh keys,
-        # so that each key's history stays short enough to check.
-        generation = self._invoked // (self.p.keys * self.p.ops_per_key)
-        key = f"k{generation}.{rng.randrange(self.p.keys)}"
-        self._invoked += 1
+        # `ops_per_key` ops, or INFOS_PER_KEY ops of unknown outcome, on average per
+        # key, the clients move on to fresh keys, so that each key's history stays
+        # small enough to check (every info op may take effect at any later time).
+        keys = self.p.keys
+        if self._gen_ops >= keys * self.p.ops_per_key or self._gen_infos >= keys * INFOS_PER_KEY:
+            self._generation += 1
+            self._gen_ops = self._gen_infos = 0
+        key = f"k{self._generation}.{rng.randrange(keys)}"
+        self._gen_ops += 1
         c.seq += 1
         if not c.sticky:
             c.target = c.home
@@ -193,6 +201,8 @@ class Clients:
             self.first_ok_after_heal = sim.now
         c.op = None
         if type_ == "info":
+            if op["key"].startswith(f"k{self._generation}."):
+                self._gen_infos += 1
             c.process = self._next_process
             self._next_process += 1
         sim.schedule(sim.now + c.rng.randint(0, 80), "next-op", c)
