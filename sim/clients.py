@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from history.ops import Op
 from sim.node import Request
 
-INFOS_PER_KEY = 12
+INFOS_PER_KEY = 24
 
 if TYPE_CHECKING:
     from sim.node import SimNode
