@@ -127,7 +127,8 @@ class Nemesis:
         target = node.id if node is not None else f.target
         self.effective[i] = Fault(f.at, f.kind, target, f.duration, f.arg)
         self.active[i] = Active(i, f, node.id if node is not None else None)
-        sim.log(f"fault {f.kind} {target}" + (f" for {f.duration} ms" if f.duration else ""))
+        sim.log(f"fault {f.kind} {target}" + (f" ({f.arg:g})" if f.arg is not None else "")
+                + (f" for {f.duration} ms" if f.duration else ""))
         if f.duration and f.kind != "torn-write":
             sim.schedule(sim.now + f.duration, "fault-end", i)
         if f.kind in ("isolate", "crash"):
