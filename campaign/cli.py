@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "node": ("node.cli", "run one Raft register node"),
     "serve": ("report.serve", "browse the store in a web browser"),
     "clean": ("campaign.clean_cmd", "remove containers and networks left by crashed runs"),
+    "sim": ("sim.cli", "find Raft bugs in a seeded simulation, many seeds in parallel"),
 }
 
 
