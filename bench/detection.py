@@ -84,7 +84,7 @@ def chaos_run(bug: str, seed: int, store: Path) -> dict:
     run_dir = next((ln.strip() for ln in reversed(out.splitlines())
                     if ln.strip().startswith(str(store))), None)
     caught: list[str] = []
-    time_limit = None
+    time_limit = nodes = ops = None
     acted = bug_acted(Path(run_dir), bug) if run_dir and bug != CORRECT else None
     if run_dir and (Path(run_dir) / "results.json").exists():
         results = json.loads((Path(run_dir) / "results.json").read_text())
@@ -92,9 +92,12 @@ def chaos_run(bug: str, seed: int, store: Path) -> dict:
                         if c.get("valid") is False)
         test = json.loads((Path(run_dir) / "test.json").read_text())
         time_limit = test.get("options", {}).get("time_limit")
+        nodes = test.get("options", {}).get("nodes")
+        ops = results.get("stats", {}).get("ops")
     return {"kind": "chaos", "bug": bug, "seed": seed, "exit": code,
             "found": code == 1, "wall_s": round(wall, 2), "caught_by": caught,
-            "time_limit": time_limit, "acted": acted, "run_dir": run_dir}
+            "time_limit": time_limit, "nodes": nodes, "ops": ops, "acted": acted,
+            "run_dir": run_dir}
 
 
 def bug_acted(run_dir: Path, bug: str) -> int:
@@ -118,11 +121,12 @@ def bug_acted(run_dir: Path, bug: str) -> int:
 
 def sim_run(bug: str, seeds: int) -> dict:
     """`raftcheck sim` over `seeds` seeds; the first failing seed and the time to it."""
-    cmd = [sys.executable, "-m", "campaign", "sim", "--seeds", str(seeds), "--json"]
+    cmd = [sys.executable, "-m", "campaign", "sim", "--seeds", str(seeds), "--json",
+           "--no-shrink"]
     if bug != CORRECT:
-        cmd += ["--bug", bug]
+        cmd += ["--bug", bug, "--stop-at-first"]
     else:
-        cmd += ["--no-stop-at-first"]
+        cmd += ["--all"]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=4 * 3600)
     wall = time.monotonic() - t0
@@ -132,11 +136,11 @@ def sim_run(bug: str, seeds: int) -> dict:
             summary = json.loads(line)
         except ValueError:
             continue
+    failing = sorted(summary.get("failing") or [])
     return {"kind": "sim", "bug": bug, "seeds": seeds, "exit": proc.returncode,
             "found": proc.returncode == 1, "wall_s": round(wall, 2),
-            "first_failing_seed": summary.get("first_failing_seed"),
-            "seeds_run": summary.get("seeds_run"),
-            "failing_seeds": summary.get("failing_seeds")}
+            "first_failing_seed": failing[0] if failing else None,
+            "seeds_run": summary.get("seeds_run"), "failing_seeds": failing}
 
 
 def table(rows: list[dict]) -> str:
@@ -208,9 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         done = {(r["kind"], r["bug"], r.get("seed", r.get("seeds"))) for r in rows}
         store = args.keep or Path(tempfile.mkdtemp(prefix="raftcheck-detect-"))
-        plan = [(b, s) for b in names for s in range(args.first_seed,
-                                                     args.first_seed + args.seeds)]
-        plan += [(CORRECT, s) for s in range(args.first_seed, args.first_seed + args.correct)]
+        # seed by seed across the bugs, a correct run beside each round, then the rest
+        # of the correct runs: a measurement stopped early is still balanced
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        correct = list(range(args.first_seed, args.first_seed + args.correct))
+        plan = []
+        for s in seeds:
+            plan += [(b, s) for b in names]
+            if correct:
+                plan.append((CORRECT, correct.pop(0)))
+        plan += [(CORRECT, s) for s in correct]
         try:
             for i, (bug, seed) in enumerate(plan, 1):
                 if ("chaos", bug, seed) in done:
@@ -223,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['acted']} times)", file=sys.stderr, flush=True)
                 if not args.keep:
                     shutil.rmtree(store / f"detect-{bug}", ignore_errors=True)
-            sims = [(b, args.sim_seeds) for b in names if BUGS[b].layer == "core"
-                    and args.sim_seeds]
+            sims = [(b, args.sim_seeds) for b in names if args.sim_seeds]
             if args.sim_correct:
                 sims.append((CORRECT, args.sim_correct))
             for bug, n in sims:

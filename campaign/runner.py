@@ -78,7 +78,7 @@ class TestOptions:
     """
 
     name: str = "register"
-    nodes: int = 5
+    nodes: int = 3
     time_limit: float = 30.0
     rate: float = 200.0
     concurrency: str = "4n"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.base import ClusterError, SignalTeardown, wait_for_status
+from cluster.executables import find_executable
 from cluster.faultfs import FaultFS, available as faultfs_available, unmount_all
 from cluster.processes import (Child, Spawner, child_setup, last_line, signal_group, tail,
                                wait_state)
@@ -57,29 +58,8 @@ _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 def find_toxiproxy() -> str:
     """The toxiproxy server binary: $RAFTCHECK_TOXIPROXY, else `toxiproxy-server` on
     PATH, else $(go env GOPATH)/bin/server. Missing: BadInput saying how to install."""
-    env = os.environ.get("RAFTCHECK_TOXIPROXY")
-    if env:
-        if os.path.isfile(env) and os.access(env, os.X_OK):
-            return env
-        raise BadInput(f"{env} is not an executable toxiproxy server; install one with "
-                       f"`{INSTALL_HINT}`", field="RAFTCHECK_TOXIPROXY")
-    found = shutil.which("toxiproxy-server")
-    if found:
-        return found
-    gopath = None
-    if shutil.which("go"):
-        try:
-            gopath = subprocess.run(["go", "env", "GOPATH"], capture_output=True,
-                                    text=True, timeout=20).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            gopath = None
-    for base in filter(None, [gopath, os.path.expanduser("~/go")]):
-        candidate = os.path.join(base.split(os.pathsep)[0], "bin", "server")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise BadInput("toxiproxy server not found (tried $RAFTCHECK_TOXIPROXY, "
-                   "toxiproxy-server on PATH, $(go env GOPATH)/bin/server); install it "
-                   f"with `{INSTALL_HINT}`", field="toxiproxy")
+    return find_executable("RAFTCHECK_TOXIPROXY", "toxiproxy-server", "server",
+                           "toxiproxy server", f"`{INSTALL_HINT}`", "toxiproxy")
 
 
 def free_port(host: str = HOST) -> int:

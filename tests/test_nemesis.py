@@ -325,7 +325,7 @@ def test_schedule_follows_the_leader_reaches_every_fault_and_ends_healed(echo_cl
     overlapped = []
 
     def watch() -> None:  # stop once every kind and leader target ran (bounded)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if nem.active and nem.active not in seen_active:
                 seen_active.append(nem.active)

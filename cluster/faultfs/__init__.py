@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from cluster.base import ClusterError
+from cluster.executables import find_executable
 from history.errors import BadInput
 
 log = logging.getLogger("raftcheck.faultfs")
@@ -49,37 +50,8 @@ _MNT_DETACH = 2
 def find_binary() -> str:
     """The faultfs binary: $RAFTCHECK_FAULTFS, else raftcheck-faultfs on PATH, else
     $(go env GOPATH)/bin/raftcheck-faultfs. Missing: BadInput saying how to build it."""
-    env = os.environ.get("RAFTCHECK_FAULTFS")
-    if env:
-        if os.path.isfile(env) and os.access(env, os.X_OK):
-            return env
-        raise BadInput(f"{env} is not an executable faultfs binary; build one with "
-                       f"{INSTALL_HINT}", field="RAFTCHECK_FAULTFS")
-    found = shutil.which(BINARY)
-    if found:
-        return found
-    for gobin in _go_bin_dirs():
-        candidate = os.path.join(gobin, BINARY)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise BadInput(f"{BINARY} not found (tried $RAFTCHECK_FAULTFS, PATH, the Go bin "
-                   f"folder); build it with {INSTALL_HINT}", field="faultfs")
-
-
-def _go_bin_dirs() -> list[str]:
-    dirs = []
-    if os.environ.get("GOBIN"):
-        dirs.append(os.environ["GOBIN"])
-    gopath = os.environ.get("GOPATH")
-    if not gopath and shutil.which("go"):
-        try:
-            gopath = subprocess.run(["go", "env", "GOPATH"], capture_output=True,
-                                    text=True, timeout=20).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            gopath = None
-    for base in filter(None, [gopath, os.path.expanduser("~/go")]):
-        dirs.append(os.path.join(base.split(os.pathsep)[0], "bin"))
-    return dirs
+    return find_executable("RAFTCHECK_FAULTFS", BINARY, BINARY, "faultfs binary",
+                           INSTALL_HINT, "faultfs")
 
 
 def available() -> str | None:
