@@ -94,6 +94,12 @@ def test_follower_answers_not_leader_with_hint(cluster: NodeCluster):
     json.dumps({"op": "write", "key": "a", "value": 1, "client": "c"}).encode(),
     json.dumps({"op": "write", "key": "a", "value": 1, "client": "c", "seq": "1"}).encode(),
     json.dumps({"op": "write", "key": "a", "value": 1, "client": "c", "seq": -1}).encode(),
+    # strict JSON with bounds (node.core.values): no NaN or Infinity, at most 32 levels
+    b'{"op": "write", "key": "a", "value": NaN}',
+    b'{"op": "cas", "key": "a", "from": 1, "to": -Infinity}',
+    b'{"op": "write", "key": "a", "value": ' + b"[" * 974 + b"]" * 974 + b"}",
+    b'{"op": "write", "key": "a", "value": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    json.dumps({"op": "write", "key": "a", "value": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}).encode(),
 ])
 def test_malformed_request_gets_code_12_and_is_not_fatal(cluster: NodeCluster, body):
     leader, follower = leader_and_follower(cluster)
@@ -103,6 +109,20 @@ def test_malformed_request_gets_code_12_and_is_not_fatal(cluster: NodeCluster, b
         assert reply["code"] == 12 and reply["error"] == "malformed-request"
         assert reply["definite"] is True and reply["ok"] is False
     assert cluster.op(leader, {"op": "read", "key": "a"})[1]["ok"]
+
+
+def test_values_compare_as_json_and_deep_values_within_bounds_are_kept(cluster: NodeCluster):
+    assert on_leader(cluster, {"op": "write", "key": "jb", "value": True})[1] == {"ok": True}
+    # true is not 1, and [true] is not [1]: a definite precondition failure
+    assert on_leader(cluster, {"op": "cas", "key": "jb", "from": 1, "to": 2})[1]["code"] == 22
+    assert on_leader(cluster, {"op": "write", "key": "jb", "value": [True]})[1]["ok"]
+    assert on_leader(cluster, {"op": "cas", "key": "jb", "from": [1], "to": 2})[1]["code"] == 22
+    assert on_leader(cluster, {"op": "cas", "key": "jb", "from": [True], "to": 2})[1]["ok"]
+    deep = 7
+    for _ in range(32):
+        deep = [deep]
+    assert on_leader(cluster, {"op": "write", "key": "jd", "value": deep})[1] == {"ok": True}
+    assert on_leader(cluster, {"op": "read", "key": "jd"})[1]["value"] == deep
 
 
 def test_oversized_request_is_malformed(cluster: NodeCluster):

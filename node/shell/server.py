@@ -55,6 +55,7 @@ from node.core.messages import CommitEntry, RequestVoteReply, message_from_dict
 from node.core.raft import LEADER, RaftCore
 from node.core.state import RaftConfig, Ready
 from node.core.register import RegisterMachine, validate_command
+from node.core.values import NotStrictJSON, loads_strict
 from node.shell.storage import Storage, StorageCorrupted
 from node.shell.transport import Transport
 
@@ -90,9 +91,9 @@ class Malformed(ValueError):
 def parse_request(body: bytes) -> dict:
     """The register command for a POST /op body; Malformed naming the field."""
     try:
-        req = json.loads(body)
-    except ValueError as e:
-        raise Malformed(f"body: not JSON ({e})") from None
+        req = loads_strict(body)
+    except NotStrictJSON as e:
+        raise Malformed(f"body: {e}") from None
     if not isinstance(req, dict):
         raise Malformed("body: expected a JSON object")
     why = validate_command(req)

@@ -41,6 +41,7 @@ import socket
 import time
 from typing import Any, Callable
 
+from node.core.values import NotStrictJSON, loads_strict
 from node.shell.config import Address
 
 log = logging.getLogger("raftcheck.node.transport")
@@ -286,8 +287,8 @@ class Transport:
                     return
                 body = await reader.readexactly(n)
                 try:
-                    obj = json.loads(body)  # bytes: UTF-8 errors raise ValueError too
-                except ValueError as e:
+                    obj = loads_strict(body)
+                except NotStrictJSON as e:
                     self.log.warning("malformed frame from %s (%s); dropped, closing the "
                                      "connection", remote, e)
                     self.stats["frames_malformed"] += 1
