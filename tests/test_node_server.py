@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -531,3 +532,23 @@ def test_a_toxiproxy_cut_stops_both_lanes_and_both_recover(tmp_path):
     # each lane noticed the silence on its own and redialled
     assert cut_stats["silence_redials"] >= 2
     assert stats["dials_control"] >= 2 and stats["dials_data"] >= 2
+
+
+def test_a_second_node_on_a_data_directory_in_use_refuses_and_changes_nothing(
+        cluster: NodeCluster):
+    """The data directory is locked before anything is read (etcd's WAL does the same):
+    a node started twice stops with one line, and the running node's WAL is untouched."""
+    leader = cluster.leader()
+    assert on_leader(cluster, {"op": "write", "key": "lock", "value": 1})[1] == {"ok": True}
+    victim = next(i for i in cluster.ids if i != leader)
+    wal = Path(str(cluster.options["data_dir"]).replace("{id}", victim)) / "raft.wal"
+    time.sleep(0.3)  # the write reaches the follower's WAL
+    before = wal.read_bytes()
+    r = _cli("--config", str(cluster.config), "--id", victim)
+    assert r.returncode == 254, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another node" in lines[0], r.stderr
+    assert wal.read_bytes()[:len(before)] == before
+    assert cluster.status(victim) is not None
+    assert on_leader(cluster, {"op": "read", "key": "lock"})[1] == {"ok": True, "value": 1}
+

@@ -8,7 +8,8 @@ import pytest
 
 from node.core.messages import LogEntry
 from node.core.state import HardState
-from node.shell.storage import WAL_NAME, Storage, StorageCorrupted, decode_wal, encode_batch
+from node.shell.storage import (WAL_NAME, DataDirLocked, Storage, StorageCorrupted, decode_wal,
+                                encode_batch)
 
 
 def numbered(start, entries):
@@ -195,3 +196,19 @@ def test_sigkill_mid_write_keeps_every_acknowledged_record(tmp_path):
         assert len(log) >= acked, f"round {round_}: acknowledged {acked}, recovered {len(log)}"
         assert [e.command["v"] for e in log] == list(range(1, len(log) + 1))
         assert hs.term == len(log) // 50 + 1 or hs.term == (len(log) + 1) // 50 + 1
+
+
+def test_the_data_directory_is_locked_until_close(tmp_path):
+    first = Storage(tmp_path)
+    first.load()
+    first.save(HardState(term=1), None, [(1, LogEntry(term=1, command={"op": "read", "key": 1}))])
+    second = Storage(tmp_path)
+    with pytest.raises(DataDirLocked, match="in use by another node"):
+        second.load()
+    assert (tmp_path / "LOCK").read_text().strip() == str(os.getpid())
+    first.load()  # reloading keeps the lock it holds
+    first.close()
+    hs, entries = second.load()
+    assert hs.term == 1 and len(entries) == 1
+    second.close()
+

@@ -56,7 +56,7 @@ from node.core.raft import LEADER, RaftCore
 from node.core.state import RaftConfig, Ready
 from node.core.register import RegisterMachine, validate_command
 from node.core.values import NotStrictJSON, loads_strict
-from node.shell.storage import Storage, StorageCorrupted
+from node.shell.storage import DataDirLocked, Storage, StorageCorrupted
 from node.shell.transport import Transport
 
 _log = logging.getLogger("raftcheck.node.server")
@@ -184,7 +184,7 @@ class NodeServer:
         c = self.cfg
         try:
             hard_state, entries = await asyncio.to_thread(self.storage.load)
-        except StorageCorrupted as e:
+        except (StorageCorrupted, DataDirLocked) as e:
             raise BadConfig(str(e), field="data_dir") from None
         except OSError as e:
             raise BadConfig(f"cannot open the data directory: {e}", c.data_dir,

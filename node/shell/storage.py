@@ -30,12 +30,19 @@ with the file and offset, and the node must stop rather than silently lose entri
 When most records are dead (overwritten terms, truncated entries) the file is
 compacted on load: rewritten to a temporary file, fsync'd and renamed over.
 
+The data directory is locked (`flock` on `LOCK`, which holds the owner's pid) before
+anything in it is read or written, and stays locked until `close()`: a second node
+started on the same directory gets `DataDirLocked` and changes nothing, where it
+would otherwise cut or append to the running node's WAL.
+
 `encode_batch` and `decode_wal` are pure functions, so sim.simulation can keep a WAL in
 memory and crash in the middle of a write.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -49,6 +56,7 @@ from node.core.messages import LogEntry
 from node.core.state import HardState
 
 WAL_NAME = "raft.wal"
+LOCK_NAME = "LOCK"
 _HEADER = struct.Struct(">II")
 MAX_RECORD = 64 * 1024 * 1024
 
@@ -57,6 +65,10 @@ _log = logging.getLogger("raftcheck.node.storage")
 
 class StorageCorrupted(Exception):
     """The WAL is corrupted before its end: the node must stop (never drop entries)."""
+
+
+class DataDirLocked(Exception):
+    """Another process holds the data directory's lock: this node must not touch it."""
 
 
 def _record(obj: dict) -> bytes:
@@ -189,14 +201,16 @@ class Storage:
         self.path = self.dir / WAL_NAME
         self.fsync = fsync
         self._fd: int | None = None
+        self._lock_fd: int | None = None
         self._length = 0
         self.writes = 0
         self.fsyncs = 0
 
     def load(self) -> tuple[HardState, list[LogEntry]]:
         """Recover (hard state, log); cut a torn tail; compact a mostly dead file."""
-        self.close()
+        self._close_wal()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
         data = self.path.read_bytes() if self.path.exists() else b""
         wal = decode_wal(data, str(self.path))
         if wal.torn_bytes:
@@ -217,6 +231,32 @@ class Storage:
             self._sync_dir()
         self._length = len(wal.entries)
         return wal.hard_state, wal.entries
+
+    def _lock(self) -> None:
+        """Take the directory's lock (once per Storage); DataDirLocked if another
+        process holds it."""
+        if self._lock_fd is not None:
+            return
+        path = self.dir / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = ""
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise DataDirLocked(
+                    f"{self.dir}: the data directory is in use by another node"
+                    + (f" (pid {holder})" if holder else "") + f"; {path} is locked"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
 
     def _rewrite(self, hs: HardState, entries: list[LogEntry]) -> None:
         tmp = self.dir / (WAL_NAME + ".tmp")
@@ -260,10 +300,17 @@ class Storage:
             self.fsyncs += 1
         self._length = length + len(entries)
 
-    def close(self) -> None:
+    def _close_wal(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def close(self) -> None:
+        """Close the WAL and release the directory's lock."""
+        self._close_wal()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> "Storage":
         return self
