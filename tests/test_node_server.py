@@ -17,6 +17,7 @@ import pytest
 from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster, free_port
 from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry, RequestVote,
                                 message_from_dict)
+from node.core.state import HardState
 from node.shell.transport import Transport, lane_of
 
 
@@ -551,4 +552,34 @@ def test_a_second_node_on_a_data_directory_in_use_refuses_and_changes_nothing(
     assert wal.read_bytes()[:len(before)] == before
     assert cluster.status(victim) is not None
     assert on_leader(cluster, {"op": "read", "key": "lock"})[1] == {"ok": True, "value": 1}
+
+
+def test_a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it(tmp_path):
+    """One line naming the file and offset, exit 254; `--repair-wal` says what it cuts
+    and the node starts on what is left."""
+    from node.shell.storage import Storage
+    data = tmp_path / "d"
+    s = Storage(data)
+    s.load()
+    s.save(HardState(3, "n1"), None, [(1, LogEntry(3, {"op": "write", "key": 1, "value": 1}))])
+    s.close()
+    wal = data / "raft.wal"
+    intact = wal.stat().st_size
+    wal.write_bytes(wal.read_bytes() + bytes(64))  # a zero-filled tail
+    port, peer = free_port(), free_port()
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(f'nodes:\n  n1: {{client: "127.0.0.1:{port}", peer: "127.0.0.1:{peer}"}}\n'
+                   f'data_dir: "{data}"\n')
+    r = _cli("--config", str(cfg), "--id", "n1")
+    assert r.returncode == 254, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"offset {intact}: zero-filled" in lines[0], r.stderr
+    assert "raft.wal" in lines[0] and "Traceback" not in r.stderr
+    r = _cli("--config", str(cfg), "--id", "n1", "--repair-wal")
+    assert r.returncode == 0, r.stderr
+    assert f"offset {intact}: zero-filled" in r.stderr and "cutting 64 bytes" in r.stderr
+    assert "the log now holds 1 entries, term 3" in r.stdout
+    assert wal.stat().st_size == intact
+    r = _cli("--config", str(cfg), "--id", "n1", "--repair-wal")
+    assert r.returncode == 0 and "no damage; nothing cut" in r.stdout
 

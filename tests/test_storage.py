@@ -212,3 +212,56 @@ def test_the_data_directory_is_locked_until_close(tmp_path):
     assert hs.term == 1 and len(entries) == 1
     second.close()
 
+
+def _three_entries(tmp_path) -> bytes:
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(2, "n1"), None, numbered(1, [LogEntry(2, "a")]))
+    s.save(None, None, numbered(2, [LogEntry(2, "b")]))
+    s.save(None, None, numbered(3, [LogEntry(2, "c")]))
+    s.close()
+    return (tmp_path / WAL_NAME).read_bytes()
+
+
+def test_a_complete_last_record_with_a_bad_crc_is_damage_not_a_torn_write(tmp_path):
+    """etcd's rule: only an incomplete record is torn. A whole record was written
+    whole, and may have been acknowledged: the node refuses to start."""
+    data = bytearray(_three_entries(tmp_path))
+    data[-3] ^= 0x20  # inside the last record's payload
+    (tmp_path / WAL_NAME).write_bytes(bytes(data))
+    with pytest.raises(StorageCorrupted) as e:
+        Storage(tmp_path).load()
+    msg = str(e.value)
+    assert "record 4 at offset" in msg and "CRC mismatch" in msg and "--repair-wal" in msg
+    assert (tmp_path / WAL_NAME).read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("zeros", [8, 4096])
+def test_a_zero_filled_wal_or_tail_refuses_to_start(tmp_path, zeros):
+    (tmp_path / WAL_NAME).write_bytes(bytes(zeros))
+    with pytest.raises(StorageCorrupted, match="offset 0: zero-filled"):
+        Storage(tmp_path).load()
+    good = _three_entries(tmp_path / "tail")
+    (tmp_path / "tail" / WAL_NAME).write_bytes(good + bytes(zeros))
+    with pytest.raises(StorageCorrupted, match=f"offset {len(good)}: zero-filled"):
+        Storage(tmp_path / "tail").load()
+
+
+def test_repair_cuts_at_the_first_damaged_record_and_says_so(tmp_path):
+    data = bytearray(_three_entries(tmp_path))
+    second = decode_wal(bytes(data)).records  # 4 records: hs, a, b, c
+    assert second == 4
+    cut_at = len(encode_batch(HardState(2, "n1"), None, [])) + len(
+        encode_batch(None, None, numbered(1, [LogEntry(2, "a")])))
+    data[cut_at + 10] ^= 0x01  # record 3 ("b"): a valid record ("c") follows
+    (tmp_path / WAL_NAME).write_bytes(bytes(data))
+    with pytest.raises(StorageCorrupted, match="a valid record follows"):
+        Storage(tmp_path).load()
+    s = Storage(tmp_path)
+    hs, log = s.load(repair=True)
+    assert hs == HardState(2, "n1") and log == [LogEntry(2, "a")]
+    assert f"record 3 at offset {cut_at}: CRC mismatch" in s.last_repair
+    s.close()
+    assert os.path.getsize(tmp_path / WAL_NAME) == cut_at
+    assert reopen(tmp_path)[2] == [LogEntry(2, "a")]
+

@@ -22,11 +22,16 @@ storage before responding to RPCs"). `sync=False` writes without the fsync: righ
 a Ready that only moves the commit index (etcd's MustSync), and what two planted bugs
 do where it is wrong.
 
-Recovery (`load`): records are replayed in order. A bad record (short, bad length,
-bad CRC) after which no valid record follows is a *torn tail* — the last write
-interrupted by a crash, never acknowledged — and is cut off. A bad record followed
-by a valid one is corruption in the middle of the log: `StorageCorrupted` is raised
-with the file and offset, and the node must stop rather than silently lose entries.
+Recovery (`load`): records are replayed in order. Only an *incomplete* final record
+(a header cut short, or a length that runs past the end of the file) is a *torn
+tail*, the last write interrupted by a crash and never acknowledged, and it is cut
+off, as etcd's WAL cuts an unexpected EOF. Everything else that is bad is damage, and
+`StorageCorrupted` is raised with the file, record and offset, so the node stops
+rather than silently lose acknowledged entries: a complete record whose CRC does not
+match (even the last one: it was written whole, so it may have been acknowledged), a
+zero length (a zero-filled file or tail), a bad record followed by a valid one.
+`load(repair=True)` (`raftcheck node --repair-wal`) cuts the file at the first bad
+record instead, and `WalContents.damage` says what was dropped.
 When most records are dead (overwritten terms, truncated entries) the file is
 compacted on load: rewritten to a temporary file, fsync'd and renamed over.
 
@@ -98,7 +103,8 @@ class WalContents:
     entries: list[LogEntry] = field(default_factory=list)
     valid_length: int = 0      # bytes up to the end of the last good record
     records: int = 0
-    torn_bytes: int = 0        # bytes cut off as a torn tail
+    torn_bytes: int = 0        # bytes cut off as a torn tail (or, repairing, as damage)
+    damage: str | None = None  # repairing: what was wrong where the file was cut
 
 
 def _valid_at(data: bytes, pos: int) -> bool:
@@ -130,33 +136,58 @@ def _int_field(obj: dict, name: str) -> int:
     return v
 
 
-def decode_wal(data: bytes, name: str = WAL_NAME) -> WalContents:
-    """Replay a WAL image. Cuts a torn tail; raises StorageCorrupted for a bad record
-    followed by a good one, or a good record that does not make sense."""
+def _problem(data: bytes, off: int) -> tuple[str | None, bool]:
+    """What is wrong with the record at `off` (None: nothing), and whether that is
+    an incomplete record (a torn write) rather than damage."""
+    n = len(data)
+    if n - off < _HEADER.size:
+        return "short header", True
+    length, crc = _HEADER.unpack_from(data, off)
+    end = off + _HEADER.size + length
+    if length == 0:
+        rest = data[off:]
+        return ("zero-filled to the end of the file" if not rest.strip(b"\0")
+                else "zero length"), False
+    if end > n:
+        return f"length {length} runs past the end of the file", True
+    if length > MAX_RECORD:
+        return f"bad length {length}", False
+    if zlib.crc32(data[off + _HEADER.size:end]) != crc:
+        return "CRC mismatch in a complete record", False
+    return None, False
+
+
+def decode_wal(data: bytes, name: str = WAL_NAME, repair: bool = False) -> WalContents:
+    """Replay a WAL image. Cuts an incomplete final record (a torn write); raises
+    StorageCorrupted for any other bad record, or a good record that does not make
+    sense. `repair`: cut at the first bad record instead, saying why in `damage`."""
     out = WalContents()
     n = len(data)
     off = 0
     log = out.entries
     while off < n:
-        bad = None
-        if n - off < _HEADER.size:
-            bad = "short header"
-        else:
-            length, crc = _HEADER.unpack_from(data, off)
-            end = off + _HEADER.size + length
-            if length == 0 or length > MAX_RECORD or end > n:
-                bad = f"bad length {length}"
-            elif zlib.crc32(data[off + _HEADER.size:end]) != crc:
-                bad = "CRC mismatch"
+        bad, incomplete = _problem(data, off)
         if bad is not None:
+            where = f"{name}: record {out.records + 1} at offset {off}: {bad}"
             later = _valid_record_after(data, off)
+            if repair:
+                out.torn_bytes = n - off
+                out.damage = where + (f" (a valid-looking record follows at offset {later})"
+                                      if later is not None else "")
+                break
             if later is not None:
                 raise StorageCorrupted(
-                    f"{name}: record {out.records + 1} at offset {off}: {bad}, but a valid "
-                    f"record follows at offset {later}: the log is corrupted, not torn; "
-                    f"refusing to start")
+                    f"{where}, but a valid record follows at offset {later}: the log is "
+                    f"corrupted, not torn; refusing to start (raftcheck node --repair-wal "
+                    f"cuts it there)")
+            if not incomplete:
+                raise StorageCorrupted(
+                    f"{where}: not a torn write, so it may hold acknowledged data; "
+                    f"refusing to start (raftcheck node --repair-wal cuts it there)")
             out.torn_bytes = n - off
             break
+        length = _HEADER.unpack_from(data, off)[0]
+        end = off + _HEADER.size + length
         try:
             obj = json.loads(data[off + _HEADER.size:end])
             if not isinstance(obj, dict):
@@ -202,17 +233,28 @@ class Storage:
         self.fsync = fsync
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self.last_repair: str | None = None
         self._length = 0
         self.writes = 0
         self.fsyncs = 0
 
-    def load(self) -> tuple[HardState, list[LogEntry]]:
-        """Recover (hard state, log); cut a torn tail; compact a mostly dead file."""
+    def load(self, repair: bool = False) -> tuple[HardState, list[LogEntry]]:
+        """Recover (hard state, log); cut a torn tail; compact a mostly dead file.
+        `repair`: also cut damage at the tail (see the module docstring);
+        `last_repair` then says what was dropped."""
         self._close_wal()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock()
-        data = self.path.read_bytes() if self.path.exists() else b""
-        wal = decode_wal(data, str(self.path))
+        try:
+            data = self.path.read_bytes() if self.path.exists() else b""
+            wal = decode_wal(data, str(self.path), repair=repair)
+        except BaseException:
+            self.close()  # a node that cannot start leaves the directory free
+            raise
+        self.last_repair = wal.damage
+        if wal.damage:
+            self.log.warning("[%s] repairing: cutting %d bytes at %s",
+                             self.log.extra["node"], wal.torn_bytes, wal.damage)
         if wal.torn_bytes:
             self.log.warning("[%s] %s: cutting a torn tail of %d bytes at offset %d",
                              self.log.extra["node"], self.path, wal.torn_bytes,
