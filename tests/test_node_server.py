@@ -18,7 +18,7 @@ from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster, free_port
 from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry, RequestVote,
                                 message_from_dict)
 from node.core.state import HardState
-from node.shell.transport import Transport, lane_of
+from node.shell.transport import Transport, frame_mac, lane_of
 
 
 @pytest.fixture(scope="module")
@@ -145,25 +145,37 @@ def _send_raw(addr: str, data: bytes) -> None:
         time.sleep(0.05)
 
 
-def _frame(obj) -> bytes:
+def _frame(obj, secret: bytes | None = None) -> bytes:
+    """A peer frame (SPEC section 5), with its MAC when given the cluster's secret."""
     body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-    return len(body).to_bytes(4, "big") + body
+    header = len(body).to_bytes(4, "big")
+    return header + body + (frame_mac(secret, header, body) if secret else b"")
+
+
+def _secret(c: NodeCluster) -> bytes:
+    return bytes.fromhex(c.options["peer_secret"])
 
 
 def test_malformed_peer_frames_are_dropped_and_not_fatal(cluster: NodeCluster):
+    """Frames that pass authentication (signed with the cluster's secret) but are
+    malformed: each is dropped, none stops a node."""
     leader, _ = leader_and_follower(cluster)
     term = cluster.status(leader)["term"]
+    key = _secret(cluster)
+
+    def sign(obj) -> bytes:
+        return _frame(obj, key)
     bad = [
         b"\xff\xff\xff\xff" + b"x" * 16,          # over the maximum frame size
-        _frame(b"{not json"),
-        _frame(b"\xc3\x28"),                       # not UTF-8
-        _frame(b""),
-        _frame([1, 2, 3]),
-        _frame({"type": "Nonsense", "term": 1, "sender": "n2"}),
-        _frame({"type": "AppendEntries", "term": "x", "sender": "n2"}),
-        _frame({"type": "RequestVote", "term": term + 100, "sender": "intruder",
+        sign(b"{not json"),
+        sign(b"\xc3\x28"),                       # not UTF-8
+        sign(b""),
+        sign([1, 2, 3]),
+        sign({"type": "Nonsense", "term": 1, "sender": "n2"}),
+        sign({"type": "AppendEntries", "term": "x", "sender": "n2"}),
+        sign({"type": "RequestVote", "term": term + 100, "sender": "intruder",
                 "last_log_index": 10 ** 6, "last_log_term": 10 ** 6}),
-        _frame({"type": "AppendEntries", "term": 1, "sender": "n2", "prev_log_index": 0,
+        sign({"type": "AppendEntries", "term": 1, "sender": "n2", "prev_log_index": 0,
                 "prev_log_term": 0, "entries": [{"term": -1}]}),
         b"\x00\x00",                               # a torn header
     ]
@@ -569,7 +581,7 @@ def test_a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it(tmp_path):
     port, peer = free_port(), free_port()
     cfg = tmp_path / "one.yaml"
     cfg.write_text(f'nodes:\n  n1: {{client: "127.0.0.1:{port}", peer: "127.0.0.1:{peer}"}}\n'
-                   f'data_dir: "{data}"\n')
+                   f'data_dir: "{data}"\npeer_secret: "{"ab" * 16}"\n')
     r = _cli("--config", str(cfg), "--id", "n1")
     assert r.returncode == 254, r.stderr
     lines = r.stderr.strip().splitlines()
@@ -582,4 +594,63 @@ def test_a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it(tmp_path):
     assert wal.stat().st_size == intact
     r = _cli("--config", str(cfg), "--id", "n1", "--repair-wal")
     assert r.returncode == 0 and "no damage; nothing cut" in r.stdout
+
+
+def test_forged_peer_frames_change_nothing(cluster: NodeCluster):
+    """Without the cluster's secret, a process that reaches a peer port cannot forge an
+    entry or a term (the frames of issue: an entry at the next index, a term of
+    2^63-1); with a wrong MAC neither. The drops are logged, at most once per 5 s."""
+    leader, follower = leader_and_follower(cluster)
+    assert on_leader(cluster, {"op": "write", "key": "forge", "value": 1})[1] == {"ok": True}
+    st = cluster.status(follower)
+    entry = {"term": st["term"], "command": {"op": "write", "key": "forge", "value": 666}}
+    forged = [
+        {"type": "AppendEntries", "term": st["term"], "sender": leader,
+         "prev_log_index": st["log_length"], "prev_log_term": st["term"],
+         "entries": [entry], "leader_commit": st["log_length"] + 1},
+        {"type": "RequestVote", "term": 2 ** 63 - 1, "sender": leader,
+         "last_log_index": 10 ** 9, "last_log_term": 10 ** 9},
+    ]
+    wrong = b"\x01" * 32
+    for node in cluster.ids:
+        for obj in forged:
+            for _ in range(20):
+                _send_raw(cluster.nodes[node]["peer"], _frame(obj))
+            _send_raw(cluster.nodes[node]["peer"], _frame(obj, wrong))
+    time.sleep(0.5)
+    for node in cluster.ids:
+        s = cluster.status(node)
+        assert s is not None and s["term"] < 2 ** 62, s
+        log = cluster.log(node)
+        assert 1 <= log.count("fails peer authentication") <= 2, log[-3000:]
+    assert on_leader(cluster, {"op": "read", "key": "forge"})[1] == {"ok": True, "value": 1}
+
+
+def test_a_cluster_file_without_a_peer_secret_is_refused(tmp_path):
+    base = 'nodes:\n  n1: {client: "127.0.0.1:1", peer: "127.0.0.1:2"}\n' \
+           f'data_dir: "{tmp_path}/d"\n'
+    (tmp_path / "secret.hex").write_text("zz")
+    cases = [
+        ("", "no peer secret"),
+        ('peer_secret: "abcd"\n', "peer_secret: expected at least 16 bytes"),
+        ('peer_secret: 12\n', "peer_secret: expected a hex string"),
+        ('peer_secret_file: "missing.hex"\n', "peer_secret_file: cannot read"),
+        ('peer_secret_file: "secret.hex"\n', "peer_secret_file:"),
+        (f'peer_secret: "{"ab" * 16}"\npeer_secret_file: "secret.hex"\n', "not both"),
+        ("insecure_peers: 1\n", "insecure_peers: expected true or false"),
+    ]
+    for i, (extra, needle) in enumerate(cases):
+        cfg = tmp_path / f"c{i}.yaml"
+        cfg.write_text(base + extra)
+        r = _cli("--config", str(cfg), "--id", "n1")
+        assert r.returncode == 254, (extra, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (extra, r.stderr)
+    from node.shell.config import load_cluster, node_config
+    (tmp_path / "good.hex").write_text("ab" * 32 + "\n")
+    cfg = tmp_path / "good.yaml"
+    cfg.write_text(base + 'peer_secret_file: "good.hex"\n')  # relative to the file
+    assert node_config(load_cluster(str(cfg)), "n1").peer_secret == bytes.fromhex("ab" * 32)
+    cfg.write_text(base + "insecure_peers: true\n")
+    assert node_config(load_cluster(str(cfg)), "n1").peer_secret is None
 

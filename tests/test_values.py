@@ -76,3 +76,16 @@ def test_parse_request_refuses_hostile_values(body):
 
 def test_validate_command_names_the_field():
     assert "'to'" in validate_command({"op": "cas", "key": 1, "from": 1, "to": nested(40)})
+
+
+@pytest.mark.parametrize("field", ["term", "last_log_index", "last_log_term"])
+def test_message_terms_and_indexes_are_bounded_below_2_to_53(field):
+    """A frame with a term or index beyond MAX_MESSAGE_INT (2^48) is malformed: a
+    forged term of 2^63-1 would otherwise leave the cluster without a leader."""
+    from node.core.messages import MAX_MESSAGE_INT, message_from_dict
+    ok = {"type": "RequestVote", "term": 3, "sender": "n2", "last_log_index": 1,
+          "last_log_term": 1}
+    assert message_from_dict(dict(ok, **{field: MAX_MESSAGE_INT})).term >= 3
+    for big in (MAX_MESSAGE_INT + 1, 2 ** 53, 2 ** 63 - 1):
+        with pytest.raises(ValueError, match="out of range"):
+            message_from_dict(dict(ok, **{field: big}))

@@ -202,7 +202,12 @@ class NodeServer:
                    bugs=ordered(self.bugs))
         self.transport = Transport(c.node_id, c.peer_bind(), c.peer_addrs, message_from_dict,
                                    self._on_message, max_frame=c.max_frame_bytes,
-                                   silence_s=c.election_timeout_ms[1] / 1000.0)
+                                   silence_s=c.election_timeout_ms[1] / 1000.0,
+                                   secret=c.peer_secret)
+        if c.peer_secret is None:
+            self.log.warning("insecure_peers: peer frames are not authenticated; anyone "
+                             "who reaches the peer port %s:%d can forge votes and entries",
+                             *c.peer_bind())
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/op", self._handle_op)
         app.router.add_get("/status", self._handle_status)
