@@ -214,7 +214,7 @@ def _evidence_run(tmp_path: Path, evil: str = "") -> dict:
     """The evidence checkers, computed by campaign.evidence on real files: two leaders
     in term 2 (with their log lines) and logs that differ at a committed index."""
     from campaign.evidence import add_to_results, check_run
-    from tests.test_evidence import IDS, LOG, W6, clean_log, event, make_run, wal
+    from tests.test_evidence import IDS, clean_log, event, make_run, wal
     logs = {nid: clean_log(nid) for nid in IDS}
     logs["n2"].insert(6, event(5, "n2", event="leader", term=2))
     logs["n1"].insert(5, "2026-01-01T00:00:04.500 INFO n1 raftcheck.node.server: " + evil)
