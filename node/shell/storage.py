@@ -255,10 +255,11 @@ class Storage:
         if wal.damage:
             self.log.warning("[%s] repairing: cutting %d bytes at %s",
                              self.log.extra["node"], wal.torn_bytes, wal.damage)
-        if wal.torn_bytes and not wal.damage:
-            self.log.warning("[%s] %s: cutting a torn tail of %d bytes at offset %d",
-                             self.log.extra["node"], self.path, wal.torn_bytes,
-                             wal.valid_length)
+        if wal.torn_bytes:
+            if not wal.damage:
+                self.log.warning("[%s] %s: cutting a torn tail of %d bytes at offset %d",
+                                 self.log.extra["node"], self.path, wal.torn_bytes,
+                                 wal.valid_length)
             with open(self.path, "r+b") as f:
                 f.truncate(wal.valid_length)
                 f.flush()
