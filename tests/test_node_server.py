@@ -654,3 +654,76 @@ def test_a_cluster_file_without_a_peer_secret_is_refused(tmp_path):
     cfg.write_text(base + "insecure_peers: true\n")
     assert node_config(load_cluster(str(cfg)), "n1").peer_secret is None
 
+
+
+# --- the client port under slow, idle and too many connections (node.shell.httpguard)
+
+def _raw_client(addr: str) -> socket.socket:
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `s` within `seconds` (reads until EOF or timeout)."""
+    s.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if s.recv(4096) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except ConnectionError:
+            return True
+    return False
+
+
+def test_slow_idle_and_excess_client_connections_are_closed_or_refused(tmp_path):
+    """A slowloris connection (headers a byte at a time, never finished) and an idle
+    one are closed within seconds; a slow body gets code 12; beyond the cap a request
+    gets code 11 and Connection: close; the node serves well-behaved clients all along
+    and logs no traceback."""
+    c = NodeCluster(tmp_path, n=1, client_idle_timeout_ms=1000, max_client_connections=6)
+    c.start()
+    try:
+        c.wait_up()
+        node = c.leader()
+        addr = c.nodes[node]["client"]
+        loris = _raw_client(addr)
+        loris.sendall(b"POST /op HTTP/1.1\r\nHost: n\r\n")
+        idle = _raw_client(addr)
+        closed = False
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and not closed:
+            try:
+                loris.sendall(b"X")              # a header that never ends
+            except OSError:
+                closed = True
+                break
+            closed = _closed_within(loris, 0.3)
+        assert closed, "the slowloris connection was never closed"
+        assert _closed_within(idle, 3), "the idle connection was never closed"
+
+        slow = _raw_client(addr)
+        slow.sendall(b"POST /op HTTP/1.1\r\nHost: n\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"op\":")
+        slow.settimeout(5)
+        answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 400") and '"code":12' in answer, answer
+        assert "not received within" in answer
+
+        held = [_raw_client(addr) for _ in range(8)]    # over the cap of 6
+        status, reply = c.op(node, {"op": "write", "key": "cap", "value": 1})
+        assert status == 503 and reply["code"] == 11 and reply["definite"] is True, reply
+        assert "too many connections" in reply["detail"]
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 5
+        while c.op(node, {"op": "write", "key": "cap", "value": 2})[0] != 200:
+            assert time.monotonic() < deadline, "the node never served again"
+            time.sleep(0.2)
+        assert c.op(node, {"op": "read", "key": "cap"})[1] == {"ok": True, "value": 2}
+        assert c.procs[node].poll() is None
+        assert "Traceback" not in c.log(node)
+    finally:
+        c.stop()

@@ -22,6 +22,8 @@ Format (docs/internals.md)::
     max_frame_bytes: 67108864
     peer_secret_file: "secret.hex"  # the cluster's peer secret (or peer_secret: HEX);
                                     # a relative path is relative to this file
+    client_idle_timeout_ms: 10000   # optional: a client connection quiet this long
+    max_client_connections: 1024    # is closed; connections served at once
 
 Peers authenticate every frame with the cluster's *peer secret* (node.shell.transport):
 at least 16 bytes, written as hex, the same for every node. A cluster file without one
@@ -47,7 +49,8 @@ Address = tuple[str, int]
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _KNOWN_KEYS = {"nodes", "peers", "data_dir", "fsync", "heartbeat_ms", "election_timeout_ms",
                "tick_ms", "request_timeout_ms", "max_frame_bytes", "peer_secret",
-               "peer_secret_file", "insecure_peers"}
+               "peer_secret_file", "insecure_peers", "client_idle_timeout_ms",
+               "max_client_connections"}
 MIN_SECRET_BYTES = 16
 
 DEFAULT_TICK_MS = 10
@@ -55,6 +58,8 @@ DEFAULT_HEARTBEAT_MS = 50
 DEFAULT_ELECTION_MS = (300, 600)
 DEFAULT_REQUEST_TIMEOUT_MS = 2000
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+DEFAULT_CLIENT_IDLE_MS = 10_000      # a client connection quiet this long is closed
+DEFAULT_MAX_CLIENTS = 1024           # client connections open at once
 
 
 @dataclass
@@ -73,6 +78,8 @@ class ClusterConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME
     peer_secret: bytes | None = None
     insecure_peers: bool = False
+    client_idle_timeout_ms: int = DEFAULT_CLIENT_IDLE_MS
+    max_client_connections: int = DEFAULT_MAX_CLIENTS
 
 
 @dataclass
@@ -93,6 +100,8 @@ class NodeConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME
     bug: str | None = None
     peer_secret: bytes | None = None  # None only with insecure_peers
+    client_idle_timeout_ms: int = DEFAULT_CLIENT_IDLE_MS
+    max_client_connections: int = DEFAULT_MAX_CLIENTS
 
     @property
     def peer_ids(self) -> list[str]:
@@ -215,7 +224,9 @@ def load_cluster(path: str) -> ClusterConfig:
     cfg.fsync = fsync
     for key, lo, hi in (("tick_ms", 1, 10_000), ("heartbeat_ms", 1, 60_000),
                         ("request_timeout_ms", 1, 600_000),
-                        ("max_frame_bytes", 1024, 1 << 30)):
+                        ("max_frame_bytes", 1024, 1 << 30),
+                        ("client_idle_timeout_ms", 100, 3_600_000),
+                        ("max_client_connections", 1, 1 << 20)):
         if key in data:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -316,4 +327,6 @@ def node_config(cluster: ClusterConfig, node_id: str, data_dir: str | None = Non
         fsync=cluster.fsync, tick_ms=cluster.tick_ms, heartbeat_ms=cluster.heartbeat_ms,
         election_timeout_ms=cluster.election_timeout_ms,
         request_timeout_ms=cluster.request_timeout_ms,
-        max_frame_bytes=cluster.max_frame_bytes, bug=bug, peer_secret=cluster.peer_secret)
+        max_frame_bytes=cluster.max_frame_bytes, bug=bug, peer_secret=cluster.peer_secret,
+        client_idle_timeout_ms=cluster.client_idle_timeout_ms,
+        max_client_connections=cluster.max_client_connections)

@@ -56,6 +56,7 @@ from node.core.raft import LEADER, RaftCore
 from node.core.state import RaftConfig, Ready
 from node.core.register import RegisterMachine, validate_command
 from node.core.values import NotStrictJSON, loads_strict
+from node.shell.httpguard import BODY_TIMEOUT_S, ConnectionGuard, raise_fd_limit
 from node.shell.storage import DataDirLocked, Storage, StorageCorrupted
 from node.shell.transport import Transport
 
@@ -144,6 +145,7 @@ class NodeServer:
         self.core: RaftCore | None = None
         self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
+        self.guard: ConnectionGuard | None = None
         self._inbox: collections.deque[tuple] = collections.deque()
         self._wake = asyncio.Event()
         self._ticks = 0
@@ -208,11 +210,18 @@ class NodeServer:
             self.log.warning("insecure_peers: peer frames are not authenticated; anyone "
                              "who reaches the peer port %s:%d can forge votes and entries",
                              *c.peer_bind())
-        app = web.Application(client_max_size=MAX_BODY)
+        raise_fd_limit()
+        idle_s = c.client_idle_timeout_ms / 1000.0
+        self.guard = ConnectionGuard(self.log, idle_timeout_s=idle_s,
+                                     body_timeout_s=min(BODY_TIMEOUT_S, idle_s),
+                                     max_connections=c.max_client_connections)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware])
         app.router.add_post("/op", self._handle_op)
         app.router.add_get("/status", self._handle_status)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=idle_s)
         await self._runner.setup()
+        self.guard.start(self._runner)
         try:
             await self.transport.start()
             site = web.TCPSite(self._runner, *c.client_bind(), reuse_address=True)
@@ -244,6 +253,8 @@ class NodeServer:
             except (asyncio.TimeoutError, Exception):
                 self._pump_task.cancel()
         self._fail_all(error_reply(TIMEOUT, "node shutting down"))
+        if self.guard is not None:
+            await self.guard.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.transport is not None:
@@ -495,9 +506,9 @@ class NodeServer:
     async def _handle_op(self, request: web.Request) -> web.Response:
         try:
             try:
-                body = await request.read()
+                body = await self.guard.read_body(request)
                 cmd = parse_request(body)
-            except Malformed as e:
+            except (Malformed, TimeoutError) as e:
                 return self._respond(error_reply(MALFORMED, str(e)))
             except web.HTTPRequestEntityTooLarge:
                 return self._respond(error_reply(MALFORMED, f"body: over {MAX_BODY} bytes"))

@@ -54,6 +54,7 @@ from typing import Any, Callable
 
 from node.core.values import NotStrictJSON, loads_strict
 from node.shell.config import Address
+from node.shell.quietlog import QuietLog
 
 log = logging.getLogger("raftcheck.node.transport")
 
@@ -74,7 +75,6 @@ def _wake(fut: asyncio.Future | None) -> None:
 
 
 MAC = 32                          # bytes of HMAC-SHA256 after a frame's body
-DROP_LOG_EVERY_S = 5.0            # a kind of dropped frame is logged once per period
 
 
 def frame_mac(secret: bytes, header: bytes, body: bytes) -> bytes:
@@ -88,28 +88,6 @@ def encode_frame(obj: dict[str, Any], secret: bytes | None = None) -> bytes:
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     header = len(body).to_bytes(HEADER, "big")
     return header + body + (frame_mac(secret, header, body) if secret else b"")
-
-
-class DropLog:
-    """Rate-limited warnings for dropped frames: the first of a kind at once, then
-    one line per DROP_LOG_EVERY_S with how many were dropped meanwhile, so a flood of
-    hostile frames cannot flood the log."""
-
-    def __init__(self, logger: Any) -> None:
-        self.log = logger
-        self._last: dict[str, float] = {}
-        self._quiet: collections.Counter[str] = collections.Counter()
-
-    def drop(self, kind: str, text: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is not None and now - last < DROP_LOG_EVERY_S:
-            self._quiet[kind] += 1
-            return
-        more = self._quiet.pop(kind, 0)
-        self._last[kind] = now
-        self.log.warning(text + (f" ({more} more dropped since the last such line)"
-                                 if more else ""), *args)
 
 
 def lane_of(message: Any) -> str:
@@ -165,7 +143,7 @@ class Transport:
         self._inbound: set[asyncio.StreamWriter] = set()
         self._closing = False
         self.stats = collections.Counter()
-        self.drops = DropLog(self.log)
+        self.drops = QuietLog(self.log)
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -328,7 +306,7 @@ class Transport:
                 header = await reader.readexactly(HEADER)
                 n = int.from_bytes(header, "big")
                 if n > self.max_frame:
-                    self.drops.drop("oversized", "frame of %d bytes from %s exceeds the "
+                    self.drops.warn("oversized", "frame of %d bytes from %s exceeds the "
                                     "maximum %d; closing the connection", n, remote,
                                     self.max_frame)
                     self.stats["frames_refused"] += 1
@@ -337,7 +315,7 @@ class Transport:
                 if self.secret is not None:
                     mac = await reader.readexactly(MAC)
                     if not hmac.compare_digest(mac, frame_mac(self.secret, header, body)):
-                        self.drops.drop("unauthenticated", "frame from %s fails peer "
+                        self.drops.warn("unauthenticated", "frame from %s fails peer "
                                         "authentication (wrong or no peer secret); "
                                         "dropped, closing the connection", remote)
                         self.stats["frames_unauthenticated"] += 1
@@ -345,7 +323,7 @@ class Transport:
                 try:
                     obj = loads_strict(body)
                 except NotStrictJSON as e:
-                    self.drops.drop("malformed", "malformed frame from %s (%s); dropped, "
+                    self.drops.warn("malformed", "malformed frame from %s (%s); dropped, "
                                     "closing the connection", remote, e)
                     self.stats["frames_malformed"] += 1
                     return
@@ -365,7 +343,7 @@ class Transport:
             if sender not in self.peers:
                 raise ValueError(f"unknown sender {sender!r}")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            self.drops.drop("invalid", "malformed message from %s dropped: %s", remote, e)
+            self.drops.warn("invalid", "malformed message from %s dropped: %s", remote, e)
             self.stats["frames_malformed"] += 1
             return
         self.stats["frames_in"] += 1
