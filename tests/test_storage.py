@@ -265,3 +265,22 @@ def test_repair_cuts_at_the_first_damaged_record_and_says_so(tmp_path):
     assert os.path.getsize(tmp_path / WAL_NAME) == cut_at
     assert reopen(tmp_path)[2] == [LogEntry(2, "a")]
 
+
+
+def test_a_missing_wal_in_a_directory_that_held_one_refuses_to_start(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(5, "n2"), None, numbered(1, [LogEntry(5, "a")]))
+    s.close()
+    assert (tmp_path / "raft.wal.created").exists()
+    (tmp_path / WAL_NAME).unlink()
+    with pytest.raises(StorageCorrupted, match="write-ahead log is missing") as e:
+        Storage(tmp_path).load()
+    assert "\n" not in str(e.value) and not (tmp_path / WAL_NAME).exists()
+    s = Storage(tmp_path)
+    assert s.load(repair=True) == (HardState(), [])
+    assert "started from an empty log" in s.last_repair
+    s.close()
+    assert reopen(tmp_path)[1] == HardState()   # repaired: an ordinary empty log now
+    fresh = tmp_path / "fresh"
+    assert Storage(fresh).load() == (HardState(), [])  # a new directory is no loss

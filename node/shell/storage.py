@@ -35,6 +35,11 @@ record instead, and `WalContents.damage` says what was dropped.
 When most records are dead (overwritten terms, truncated entries) the file is
 compacted on load: rewritten to a temporary file, fsync'd and renamed over.
 
+A data directory that ever held a WAL says so in `raft.wal.created`, written (and
+fsynced, with the directory) only after the WAL's own creation is durable: a WAL that
+is missing beside it was lost or deleted, and the node refuses to start with an empty
+log, which would let it vote and acknowledge as if it had never promised anything.
+
 The data directory is locked (`flock` on `LOCK`, which holds the owner's pid) before
 anything in it is read or written, and stays locked until `close()`: a second node
 started on the same directory gets `DataDirLocked` and changes nothing, where it
@@ -62,6 +67,7 @@ from node.core.state import HardState
 
 WAL_NAME = "raft.wal"
 LOCK_NAME = "LOCK"
+MARKER_NAME = "raft.wal.created"  # written once the WAL's creation is durable
 _HEADER = struct.Struct(">II")
 MAX_RECORD = 64 * 1024 * 1024
 
@@ -245,13 +251,24 @@ class Storage:
         self._close_wal()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock()
+        marker = self.dir / MARKER_NAME
+        missing = None
         try:
+            if not self.path.exists() and marker.exists():
+                lost = (f"{self.path}: the write-ahead log is missing, but {marker} says "
+                        f"this directory held one")
+                if not repair:
+                    raise StorageCorrupted(
+                        f"{lost}: refusing to start from an empty log (raftcheck node "
+                        f"--repair-wal starts it empty)")
+                missing = f"{lost}; started from an empty log"
+                self.log.warning("[%s] repairing: %s", self.log.extra["node"], missing)
             data = self.path.read_bytes() if self.path.exists() else b""
             wal = decode_wal(data, str(self.path), repair=repair)
         except BaseException:
             self.close()  # a node that cannot start leaves the directory free
             raise
-        self.last_repair = wal.damage
+        self.last_repair = wal.damage or missing
         if wal.damage:
             self.log.warning("[%s] repairing: cutting %d bytes at %s",
                              self.log.extra["node"], wal.torn_bytes, wal.damage)
@@ -272,6 +289,8 @@ class Storage:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not data:
             self._sync_dir()
+        if not marker.exists():
+            self._write_marker(marker)
         self._length = len(wal.entries)
         return wal.hard_state, wal.entries
 
@@ -300,6 +319,14 @@ class Storage:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+
+    def _write_marker(self, marker: Path) -> None:
+        """Record, durably, that this directory holds a WAL (its creation is durable)."""
+        with open(marker, "w", encoding="ascii") as f:
+            f.write(f"{WAL_NAME}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._sync_dir()
 
     def _rewrite(self, hs: HardState, entries: list[LogEntry]) -> None:
         tmp = self.dir / (WAL_NAME + ".tmp")
