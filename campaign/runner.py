@@ -364,8 +364,9 @@ def summary_lines(results: dict, check_result: Any = None) -> list[str]:
 
 # -- one run ------------------------------------------------------------------
 
-def _test_json(options: TestOptions) -> dict:
-    return {"name": options.name, "seed": options.seed, "options": asdict(options),
+def _test_json(options: TestOptions, campaign: dict | None = None) -> dict:
+    extra = {"campaign": campaign} if campaign else {}
+    return {"name": options.name, "seed": options.seed, "options": asdict(options), **extra,
             "workers": options.workers(), "workload": "register",
             "model": "cas-register", "command": sys.argv,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
@@ -373,16 +374,17 @@ def _test_json(options: TestOptions) -> dict:
 
 
 def run_test(options: TestOptions, out: TextIO = sys.stdout,
-             err: TextIO = sys.stderr) -> RunOutcome:
+             err: TextIO = sys.stderr, campaign: dict | None = None) -> RunOutcome:
     """Run one test end to end; see the module docstring. Ctrl-C propagates (after
-    tear-down, with the history kept)."""
+    tear-down, with the history kept). `campaign` (the campaign's name and file, the
+    run's cell and the number of cells) goes into test.json for `raftcheck summary`."""
     from cluster.base import make_cluster
 
     options.validate()
     crash_fs, why_not = resolve_crash_fs(options)  # before the folder: may be BadInput
     t_start = time.monotonic()
     run_dir = store.new_run_dir(options.store, options.name)
-    test = _test_json(options)
+    test = _test_json(options, campaign)
     store.write_json(run_dir / store.TEST_JSON, test)
     progress = Progress(err, f"{options.name} seed {options.seed}")
     history = HistoryWriter(run_dir / store.HISTORY_JSONL)
