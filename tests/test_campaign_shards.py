@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import require
+from tests.support import require_toxiproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 RAFTCHECK = [sys.executable, "-m", "campaign"]
@@ -95,20 +95,10 @@ def test_summary_merges_stores_in_cell_order_and_reports_missing_cells(tmp_path)
     assert r.returncode == 254 and len(r.stderr.strip().splitlines()) == 1
 
 
-def _toxiproxy() -> bool:
-    from cluster.local import find_toxiproxy
-    from history.errors import BadInput
-    try:
-        find_toxiproxy()
-        return True
-    except BadInput:
-        return False
-
-
 def test_a_two_shard_campaign_merges_into_the_unsharded_table(tmp_path):
     """The same seeds, run whole and as two shards (one of them two cells at once),
     give the same table once `raftcheck summary` merges the shards."""
-    require(_toxiproxy(), "no toxiproxy server binary (scripts/setup.sh installs it)")
+    require_toxiproxy()
     camp = tmp_path / "small.yaml"
     camp.write_text("name: small\ntest: {time_limit: 2, nemesis: none, rate: 50, "
                     "crash_fs: 'off'}\nmatrix:\n  seed: [1, 2, 3]\n")

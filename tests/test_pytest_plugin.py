@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import require
+from tests.support import require_toxiproxy
 
 pytest_plugins = ["pytester"]
 
@@ -33,16 +33,6 @@ def test_no_stale_read_from_a_deposed_leader(raftcheck_cluster, raftcheck_nemesi
 '''
 
 
-def _toxiproxy() -> bool:
-    from cluster.local import find_toxiproxy
-    from history.errors import BadInput
-    try:
-        find_toxiproxy()
-        return True
-    except BadInput:
-        return False
-
-
 def test_the_plugin_is_registered_by_installing_raftcheck():
     found = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
     assert found.get("raftcheck") == "pytest_raftcheck.plugin", \
@@ -50,7 +40,7 @@ def test_the_plugin_is_registered_by_installing_raftcheck():
 
 
 def _run_user_test(pytester: pytest.Pytester, bug: str | None) -> tuple[object, Path]:
-    require(_toxiproxy(), "no toxiproxy server binary (scripts/setup.sh installs it)")
+    require_toxiproxy()
     pytester.makepyfile(test_user=USER_TEST.replace("BUG", repr(bug)))
     store = pytester.path / "store"
     result = pytester.runpytest_subprocess("--raftcheck-store", str(store),

@@ -19,19 +19,9 @@ import pytest
 
 from history.faults import fault_windows
 from history.formats import read_history
-from tests.support import require
+from tests.support import require, toxiproxy_available
 
 SHORT: list[str] = []   # the defaults
-
-
-def toxiproxy_available() -> bool:
-    from history.errors import BadInput
-    from cluster.local import find_toxiproxy
-    try:
-        find_toxiproxy()
-        return True
-    except BadInput:
-        return False
 
 
 def raftcheck_test(store: Path, *args: str) -> subprocess.CompletedProcess:
