@@ -19,6 +19,14 @@ Flags given on the command line override the file (a flag fixes its axis to one 
 Every combination is validated before the first run; a bad file is one line naming the
 file, the line and the field (exit 254). The summary lists passed / failed / unknown /
 crashed runs with their folders; the exit code is the worst over the runs.
+
+A campaign spreads over machines and cores without a scheduler of its own:
+`--shard I/N` runs the cells whose index (0-based, in the order `--dry-run` lists them)
+is I modulo N, so N CI jobs (a matrix, a Kubernetes Indexed Job's completion index)
+share a campaign; `--parallel K` runs K cells at once on one machine, each in its own
+process with its own cluster and ports. Every run's test.json names its campaign and
+cell, so `raftcheck summary STORE...` merges the shards' stores into the one table the
+unsharded campaign prints.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,7 +46,7 @@ from campaign.runner import (EXIT_INTERNAL, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VAL
 from campaign.test_cmd import _FIELDS, add_option_flags, build_options, given_flags
 
 TOP_KEYS = ("name", "test", "matrix")
-_LABELS = {EXIT_VALID: "passed", EXIT_INVALID: "failed", EXIT_UNKNOWN: "unknown",
+LABELS = {EXIT_VALID: "passed", EXIT_INVALID: "failed", EXIT_UNKNOWN: "unknown",
            EXIT_INTERNAL: "crashed"}
 
 
@@ -46,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_flags(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="list the runs without running them")
+    parser.add_argument("--shard", metavar="I/N", default=None,
+                        help="run only cells I, I+N, I+2N, ... (0 <= I < N): one of N "
+                             "machines sharing the campaign")
+    parser.add_argument("--parallel", metavar="K", type=int, default=1,
+                        help="run K cells at once on this machine (default 1)")
 
 
 def _marks(node: yaml.Node, path: tuple, out: dict[tuple, int]) -> None:
@@ -145,24 +159,60 @@ def plan(path: Path, overrides: dict[str, Any]) -> tuple[str, list[TestOptions]]
     return name, runs
 
 
+def describe_options(o: dict) -> str:
+    """A run in one line, from its options (TestOptions as a dict, as in test.json)."""
+    rate = o.get("rate")
+    text = (f"nodes {o.get('nodes')} rate {rate:g} " if isinstance(rate, (int, float))
+            else f"nodes {o.get('nodes')} rate {rate} ")
+    text += f"nemesis {','.join(o.get('nemesis') or []) or 'none'} seed {o.get('seed')}"
+    return text + (f" bug {','.join(o['bug'])}" if o.get("bug") else "")
+
+
 def _describe(o: TestOptions) -> str:
-    text = (f"nodes {o.nodes} rate {o.rate:g} nemesis {','.join(o.nemesis) or 'none'} "
-            f"seed {o.seed}")
-    return text + (f" bug {','.join(o.bug)}" if o.bug else "")
+    return describe_options(asdict(o))
 
 
 def print_summary(rows: list[tuple[str, RunOutcome]], out: TextIO) -> None:
     """The table of runs (verdict, what, folder) and the counts by verdict."""
-    counts = {label: 0 for label in _LABELS.values()}
+    counts = {label: 0 for label in LABELS.values()}
     width = max([len(label) for label, _ in rows] + [3])
     print("", file=out)
     print(f"{'#':>3}  {'verdict':<8} {'run':<{width}}  folder", file=out)
     for i, (label, outcome) in enumerate(rows, 1):
-        verdict = _LABELS.get(outcome.exit_code, "crashed")
+        verdict = LABELS.get(outcome.exit_code, "crashed")
         counts[verdict] += 1
         print(f"{i:>3}  {verdict:<8} {label:<{width}}  {outcome.run_dir}", file=out)
     print(", ".join(f"{n} {label}" for label, n in counts.items()), file=out)
     out.flush()
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`I/N` with 0 <= I < N, or None; BadInput naming --shard."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise BadInput(f"expected I/N (e.g. 0/4), got {text!r}", field="--shard") from None
+    if n < 1 or not 0 <= i < n:
+        raise BadInput(f"expected 0 <= I < N, got {text!r}", field="--shard")
+    return i, n
+
+
+def select_cells(runs: list[TestOptions], shard: tuple[int, int] | None
+                 ) -> list[tuple[int, TestOptions]]:
+    """(0-based cell index, options) of the cells this shard runs."""
+    cells = list(enumerate(runs))
+    if shard is None:
+        return cells
+    i, n = shard
+    return [(k, o) for k, o in cells if k % n == i]
+
+
+def _run_cell(options: TestOptions, campaign: dict, log_path: str) -> RunOutcome:
+    """One cell in a worker process (--parallel): its output goes to `log_path`."""
+    with open(log_path, "w", encoding="utf-8") as f:
+        return run_test(options, out=f, err=f, campaign=campaign)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,17 +220,32 @@ def run(args: argparse.Namespace) -> int:
     name, runs = plan(path, given_flags(args))
     if not runs:
         raise BadInput("the matrix has no runs", file=str(path), field="matrix")
-    print(f"campaign {name}: {len(runs)} run{'' if len(runs) == 1 else 's'}",
+    shard = parse_shard(args.shard)
+    if args.parallel < 1:
+        raise BadInput(f"expected a positive integer, got {args.parallel}",
+                       field="--parallel")
+    if args.parallel > 1 and any(o.base_port is not None for o in runs):
+        raise BadInput("fixed ports (base_port) cannot run in parallel", field="--parallel")
+    cells = select_cells(runs, shard)
+    where = f" (shard {shard[0]}/{shard[1]}: {len(cells)} of them)" if shard else ""
+    print(f"campaign {name}: {len(runs)} run{'' if len(runs) == 1 else 's'}{where}",
           file=sys.stderr, flush=True)
     if args.dry_run:
-        for i, o in enumerate(runs, 1):
-            print(f"{i:>3}  {_describe(o)}")
+        for k, o in cells:
+            print(f"{k + 1:>3}  {_describe(o)}")
         return EXIT_VALID
+
+    def info(k: int) -> dict:
+        return {"name": name, "file": str(path), "cell": k + 1, "cells": len(runs),
+                **({"shard": f"{shard[0]}/{shard[1]}"} if shard else {})}
     rows: list[tuple[str, RunOutcome]] = []
     try:
-        for i, options in enumerate(runs, 1):
-            print(f"== run {i}/{len(runs)}: {_describe(options)}", flush=True)
-            rows.append((_describe(options), run_test(options)))
+        if args.parallel > 1:
+            rows = _run_parallel(cells, len(runs), info, args.parallel)
+        else:
+            for k, options in cells:
+                print(f"== run {k + 1}/{len(runs)}: {_describe(options)}", flush=True)
+                rows.append((_describe(options), run_test(options, campaign=info(k))))
     except (KeyboardInterrupt, BadInput):
         # Interrupted, or a run could not start (no toxiproxy, a busy port): the runs
         # already done still get their summary before the error line.
@@ -189,3 +254,39 @@ def run(args: argparse.Namespace) -> int:
         raise
     print_summary(rows, sys.stdout)
     return worst_exit([o.exit_code for _, o in rows])
+
+
+def _run_parallel(cells: list[tuple[int, TestOptions]], total: int, info: Any,
+                  parallel: int) -> list[tuple[str, RunOutcome]]:
+    """Run the cells K at a time in worker processes; rows in cell order. Each run's
+    own output is in its folder's campaign.log; a line per run as it ends."""
+    import concurrent.futures as cf
+    import multiprocessing
+    import tempfile
+
+    logs = Path(tempfile.mkdtemp(prefix="raftcheck-campaign-"))
+    done: dict[int, RunOutcome] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_cell, o, info(k), str(logs / f"cell-{k + 1}.log")): (k, o)
+                   for k, o in cells}
+        try:
+            for fut in cf.as_completed(futures):
+                k, o = futures[fut]
+                try:
+                    outcome = fut.result()
+                except BadInput:
+                    raise
+                except Exception as e:  # a worker that died: a crashed run
+                    outcome = RunOutcome(Path(logs / f"cell-{k + 1}.log"), "unknown",
+                                         EXIT_INTERNAL, {}, error=f"{type(e).__name__}: {e}")
+                log = logs / f"cell-{k + 1}.log"
+                if outcome.run_dir.is_dir() and log.exists():
+                    log.replace(outcome.run_dir / "campaign.log")
+                done[k] = outcome
+                print(f"== run {k + 1}/{total} ended ({LABELS.get(outcome.exit_code, 'crashed')}"
+                      f"): {_describe(o)}  {outcome.run_dir}", flush=True)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [(_describe(o), done[k]) for k, o in cells if k in done]

@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("campaign.check_cmd", "check history files for linearizability"),
     "analyze": ("campaign.analyze_cmd", "re-check a stored run (default: the latest)"),
     "campaign": ("campaign.campaign_cmd", "run a matrix of tests from a YAML file"),
+    "summary": ("campaign.summary_cmd", "merge the stores of a campaign's shards into one "
+                                        "table"),
     "node": ("node.cli", "run one Raft register node"),
     "serve": ("report.serve", "browse the store in a web browser"),
     "clean": ("campaign.clean_cmd", "remove containers and networks left by crashed runs"),

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sys
 import threading
@@ -101,6 +102,8 @@ class TestOptions:
     min_ok: int = stats_mod.DEFAULT_MIN_OK
     node_options: dict | None = None
     base_port: int | None = None   # local backend: fixed ports instead of free ones
+    node_command: str | None = None  # local backend: run this instead of our node
+    node_image: str | None = None    # docker backend: run this image instead of ours
 
     def workers(self) -> int:
         """The number of client processes: N, or N per node for "Nn"."""
@@ -170,6 +173,17 @@ class TestOptions:
                            field="crash_fs")
         if self.base_port is not None:
             _positive_int(self.base_port, "base_port", maximum=65535)
+        if self.node_command is not None:
+            node_command_argv(self.node_command)
+            if self.backend != "local":
+                raise BadInput("a node command runs on the local backend; with docker, "
+                               "give node_image", field="node_command")
+        if self.node_image is not None:
+            if not isinstance(self.node_image, str) or not self.node_image.strip():
+                raise BadInput("expected an image name", field="node_image")
+            if self.backend != "docker":
+                raise BadInput("a node image runs on the docker backend; locally, give "
+                               "node_command", field="node_image")
         if self.node_options is not None:
             if not isinstance(self.node_options, dict):
                 raise BadInput("must be a mapping", field="node_options")
@@ -197,6 +211,30 @@ def _positive_int(v: Any, name: str, maximum: int | None = None) -> None:
 def _positive_number(v: Any, name: str) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
         raise BadInput(f"must be a positive number, got {v!r}", field=name)
+
+
+NODE_COMMAND_FIELDS = ("config", "id", "data_dir", "bug")
+
+
+def node_command_argv(command: Any) -> list[str]:
+    """A --node-command as argv: shell words, each with `{config}`, `{id}`,
+    `{data_dir}` and `{bug}` filled in per node (docs/node-contract.md). BadInput
+    naming node_command for an empty command or an unknown placeholder."""
+    if not isinstance(command, str) or not command.strip():
+        raise BadInput("expected a command line", field="node_command")
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise BadInput(f"cannot split {command!r}: {e}", field="node_command") from None
+    probe = {k: "x" for k in NODE_COMMAND_FIELDS}
+    for word in argv:
+        try:
+            word.format(**probe)
+        except (KeyError, IndexError, ValueError) as e:
+            raise BadInput(f"{word!r}: unknown placeholder {e} (known: "
+                           + ", ".join("{" + k + "}" for k in NODE_COMMAND_FIELDS) + ")",
+                           field="node_command") from None
+    return argv
 
 
 def parse_concurrency(spec: Any, nodes: int) -> int:
@@ -364,8 +402,9 @@ def summary_lines(results: dict, check_result: Any = None) -> list[str]:
 
 # -- one run ------------------------------------------------------------------
 
-def _test_json(options: TestOptions) -> dict:
-    return {"name": options.name, "seed": options.seed, "options": asdict(options),
+def _test_json(options: TestOptions, campaign: dict | None = None) -> dict:
+    extra = {"campaign": campaign} if campaign else {}
+    return {"name": options.name, "seed": options.seed, "options": asdict(options), **extra,
             "workers": options.workers(), "workload": "register",
             "model": "cas-register", "command": sys.argv,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
@@ -373,16 +412,17 @@ def _test_json(options: TestOptions) -> dict:
 
 
 def run_test(options: TestOptions, out: TextIO = sys.stdout,
-             err: TextIO = sys.stderr) -> RunOutcome:
+             err: TextIO = sys.stderr, campaign: dict | None = None) -> RunOutcome:
     """Run one test end to end; see the module docstring. Ctrl-C propagates (after
-    tear-down, with the history kept)."""
+    tear-down, with the history kept). `campaign` (the campaign's name and file, the
+    run's cell and the number of cells) goes into test.json for `raftcheck summary`."""
     from cluster.base import make_cluster
 
     options.validate()
     crash_fs, why_not = resolve_crash_fs(options)  # before the folder: may be BadInput
     t_start = time.monotonic()
     run_dir = store.new_run_dir(options.store, options.name)
-    test = _test_json(options)
+    test = _test_json(options, campaign)
     store.write_json(run_dir / store.TEST_JSON, test)
     progress = Progress(err, f"{options.name} seed {options.seed}")
     history = HistoryWriter(run_dir / store.HISTORY_JSONL)
@@ -396,6 +436,10 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
     nemesis_errors: list[BaseException] = []
     backend_options: dict[str, Any] = ({} if options.base_port is None
                                        else {"base_port": options.base_port})
+    if options.node_command is not None:
+        backend_options["node_command"] = node_command_argv(options.node_command)
+    if options.node_image is not None:
+        backend_options["node_image"] = options.node_image
     cluster = None
     exits: list[dict] | None = None
     warnings = options.warnings()
@@ -511,7 +555,17 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
         print(f"CRASHED: {msg}\n{run_dir}", file=out)
         return RunOutcome(run_dir, "unknown", EXIT_INTERNAL, results, error=msg)
     t_evidence = time.monotonic()
-    evidence.add_to_results(results, evidence.check_run(run_dir, cluster.node_ids, exits))
+    checks = evidence.check_run(run_dir, cluster.node_ids, exits)
+    foreign = options.node_command is not None or options.node_image is not None
+    inv = checks.get("raft-invariants") or {}
+    if foreign and inv.get("valid") == "unknown":
+        # a node of the user's own (docs/node-contract.md) need not write raftcheck's
+        # event lines or WAL: no evidence is not a verdict
+        checks.pop("raft-invariants")
+        results.setdefault("warnings", []).append(
+            "raft-invariants not checked: the node wrote no evidence raftcheck can read "
+            f"({inv.get('unknown_reason') or 'no event lines or WAL'})")
+    evidence.add_to_results(results, checks)
     timing["evidence_s"] = time.monotonic() - t_evidence
     progress.stop()
     timing.update(results["timing"])

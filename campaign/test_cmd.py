@@ -55,6 +55,12 @@ OPTION_FLAGS: list[tuple[str, dict]] = [
                                 help="checker budget in seconds (default 20)")),
     ("--base-port", dict(type=int, metavar="P", help="local backend: fixed ports from P "
                                                      "on (default: free ports)")),
+    ("--node-command", dict(metavar="CMD", help="local backend: run this node instead of "
+                                                "raftcheck's (docs/node-contract.md); "
+                                                "{config} {id} {data_dir} {bug} are filled "
+                                                "in")),
+    ("--node-image", dict(metavar="IMAGE", help="docker backend: run this node image "
+                                                "instead of raftcheck/node")),
     ("--op-timeout", dict(type=float, metavar="S", help="deadline of one client op, every "
                                                         "retry included (default 5)")),
     ("--commit-wait", dict(type=float, metavar="S",

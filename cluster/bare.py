@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from cluster.topology import new_peer_secret
 from cluster.base import ClusterError
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,8 @@ class NodeCluster:
         self.ids = [f"n{i}" for i in range(1, n + 1)]
         self.nodes = {i: {"client": f"127.0.0.1:{free_port()}",
                           "peer": f"127.0.0.1:{free_port()}"} for i in self.ids}
-        self.options = {"data_dir": str(base / "data" / "{id}"), "fsync": True, **options}
+        self.options = {"data_dir": str(base / "data" / "{id}"), "fsync": True,
+                        "peer_secret": new_peer_secret(), **options}
         self.config = base / "cluster.yaml"
         self.write_config()
         self.bug = bug

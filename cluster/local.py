@@ -330,11 +330,7 @@ class LocalCluster(SignalTeardown):
                              log_path=self.run_dir / "faultfs" / f"{nid}.log", name=nid)
                 self._faultfs[nid] = fs
                 fs.start()
-            argv = self.node_command + ["--config", str(self.config_path), "--id", nid]
-            if self.bug:
-                argv += ["--bug", self.bug]
-            if self.log_level:
-                argv += ["--log-level", self.log_level]
+            argv = self._node_argv(nid, data_dir / nid)
             child = Child(nid, argv, self.run_dir / "nodes" / f"{nid}.log")
             self._nodes[nid] = child
             self._check_free(nid)
@@ -344,6 +340,21 @@ class LocalCluster(SignalTeardown):
                         alive=self._exited)
         log.info("cluster of %d nodes up in %s (toxiproxy %s)", n, self.run_dir,
                  self.toxiproxy.url)
+
+    def _node_argv(self, nid: str, data_dir: Path) -> list[str]:
+        """The command of node `nid`: raftcheck's node with its flags, or a node
+        command whose `{config}`, `{id}`, `{data_dir}` and `{bug}` are filled in
+        (docs/node-contract.md)."""
+        if any("{" in word for word in self.node_command):
+            fields = {"config": str(self.config_path), "id": nid,
+                      "data_dir": str(data_dir), "bug": self.bug or ""}
+            return [word.format(**fields) for word in self.node_command]
+        argv = self.node_command + ["--config", str(self.config_path), "--id", nid]
+        if self.bug:
+            argv += ["--bug", self.bug]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
+        return argv
 
     def _plan_ports(self) -> int:
         """Choose the node and API ports; a busy fixed port is a BadInput."""

@@ -8,6 +8,8 @@ YAML cluster file that tells each node where its peers are (docs/internals.md,
 
 from __future__ import annotations
 
+import secrets
+
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,8 @@ def cluster_config(nodes: dict[str, dict[str, str]], peers: dict[str, dict[str, 
                    node_options: dict | None = None) -> dict:
     """The cluster file's content (docs/internals.md, "Cluster file").
 
-    `nodes`: id -> {"client": "host:port", "peer": "host:port"}.
+    `nodes`: id -> {"client": "host:port", "peer": "host:port"}. Every cluster
+    gets its own peer secret unless `node_options` names one or says insecure_peers.
     """
     config: dict[str, Any] = {"nodes": {i: dict(a) for i, a in nodes.items()},
                               "peers": {i: dict(p) for i, p in peers.items()}}
@@ -81,7 +84,15 @@ def cluster_config(nodes: dict[str, dict[str, str]], peers: dict[str, dict[str, 
             raise BadInput(f"node option {key!r} is set by the cluster, not by the user",
                            field=key)
     config.update(options)
+    if not config.get("insecure_peers") and "peer_secret" not in config \
+            and "peer_secret_file" not in config:
+        config["peer_secret"] = new_peer_secret()
     return config
+
+
+def new_peer_secret() -> str:
+    """A fresh peer secret for one cluster (docs/spec.md section 5), as hex."""
+    return secrets.token_hex(32)
 
 
 def write_cluster_file(path: Path | str, config: dict) -> Path:

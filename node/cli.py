@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             f"{b.name}: {b.summary}" for b in BUGS.values()))
     parser.add_argument("--log-level", default="info", type=str.lower, metavar="LEVEL",
                         help=f"one of {', '.join(LEVELS)} (default: info)")
+    parser.add_argument("--repair-wal", action="store_true",
+                        help="do not start: cut the write-ahead log at its first damaged "
+                             "record (saying what is dropped), then exit")
 
 
 class _NodeIdFilter(logging.Filter):
@@ -103,6 +106,32 @@ def _run(args: argparse.Namespace) -> int:
     cluster = load_cluster(args.config)
     cfg = node_config(cluster, args.node_id, data_dir=args.data_dir,
                       listen_host=args.listen_host, bug=",".join(ordered(bugs)) or None)
+    if args.repair_wal:
+        return repair_wal(cfg.node_id, cfg.data_dir)
     setup_logging(cfg.node_id, args.log_level)
     from node.shell.server import run_node  # the server pulls in aiohttp: import it late
     return run_node(cfg, bugs)
+
+
+def repair_wal(node_id: str, data_dir: str) -> int:
+    """`--repair-wal`: the WAL cut at its first damaged record (node.shell.storage),
+    what was dropped printed first. Exit 0 (also when nothing needed cutting)."""
+    from node.shell.storage import DataDirLocked, Storage, StorageCorrupted
+    setup_logging(node_id, "warning")  # the storage says what it cuts, before cutting
+    storage = Storage(data_dir, node_id=node_id)
+    try:
+        hard_state, entries = storage.load(repair=True)
+    except (DataDirLocked, StorageCorrupted) as e:
+        raise BadConfig(str(e), field="data_dir") from None
+    except OSError as e:
+        raise BadConfig(f"cannot open the data directory: {e}", field="data_dir") from None
+    finally:
+        storage.close()
+    if storage.last_repair:
+        print(f"{node_id}: cut at {storage.last_repair}")
+    else:
+        print(f"{node_id}: {storage.path}: no damage; nothing cut")
+    print(f"{node_id}: the log now holds {len(entries)} entries, term {hard_state.term}, "
+          f"commit {hard_state.commit}")
+    return 0
+

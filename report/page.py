@@ -122,13 +122,13 @@ def build_page(ops: list, results: dict, test: dict | None, warnings: list[str])
             _verdict_block(results.get("valid", "unknown")),
             _section(warnings, "checker badges", lambda: evidence_view.badges(results)),
             "</header>",
-            '<nav><a href="#summary">summary</a> <a href="#evidence">evidence</a> '
-            '<a href="#failures">failures</a> '
-            '<a href="#timeline">timeline</a> <a href="#plots">plots</a></nav>']
-    body.append(_section(warnings, "summary", lambda: _summary(results, test, iv)))
-    body.append('<section id="evidence"><h2>Node health and Raft invariants</h2>')
-    body.append(_section(warnings, "evidence", lambda: evidence_view.section(results)))
-    body.append("</section>")
+            '<nav><a href="#summary">verdict</a> <a href="#failures">failures</a> '
+            '<a href="#timeline">timeline</a> <a href="#plots">plots</a> '
+            '<a href="#evidence">evidence</a> <a href="#stats">stats</a> '
+            '<a href="#run-options">options</a></nav>']
+    # What a person looks at first: the verdict, what failed, the drawings; then the
+    # figures as small tables; the options folded at the end.
+    body.append(_section(warnings, "summary", lambda: _summary(results, test)))
     body.append('<section id="failures"><h2>Failures</h2>')
     body.append(_section(warnings, "failures", lambda: _failures(failures, iv, by_index)))
     body.append("</section>")
@@ -138,6 +138,11 @@ def build_page(ops: list, results: dict, test: dict | None, warnings: list[str])
     body.append('<section id="plots"><h2>Plots</h2>')
     body.append(_section(warnings, "plots", lambda: _plots(iv)))
     body.append("</section>")
+    body.append('<section id="evidence"><h2>Node health and Raft invariants</h2>')
+    body.append(_section(warnings, "evidence", lambda: evidence_view.section(results)))
+    body.append("</section>")
+    body.append(_section(warnings, "stats", lambda: _stats(results, iv)))
+    body.append(_section(warnings, "options", lambda: _options(test)))
     earlier = [w for w in results.get("warnings") or [] if isinstance(w, str)]
     if warnings or earlier:  # the run's own warnings (results.json) and the report's
         body.append('<section id="warnings"><h2>Warnings</h2><ul>'
@@ -196,8 +201,9 @@ def _kv_table(d: dict, limit: int = 120, table_id: str = "") -> str:
     return f'<table class="kv"{ident}>{"".join(rows)}{more}</table>'
 
 
-def _summary(results: dict, test: dict | None, iv: Intervals) -> str:
-    out = ['<section id="summary"><h2>Summary</h2>']
+def _summary(results: dict, test: dict | None) -> str:
+    """The verdict of every checker in a line, and the seed."""
+    out = ['<section id="summary"><h2>Verdict</h2>']
     for name, res in (results.get("checkers") or {}).items():
         if not isinstance(res, dict):
             continue
@@ -214,42 +220,80 @@ def _summary(results: dict, test: dict | None, iv: Intervals) -> str:
             text += f"; {res['op_count']:,} history events"
         out.append(f"<p class=\"explain\">{_e(text)}</p>")
     if test:
-        seed = test.get("seed", (test.get("options") or {}).get("seed") if isinstance(test.get("options"), dict) else None)
-        out.append(f'<p>Seed: <code id="seed">{_e(seed)}</code></p>')
         opts = test.get("options") if isinstance(test.get("options"), dict) else {}
-        rest = {k: v for k, v in test.items() if k != "options"}
-        if opts:
-            out.append("<details open><summary>Options</summary>"
-                       + _kv_table(opts, table_id="options") + "</details>")
-        out.append(f"<details{'' if opts else ' open'}><summary>Run (test.json)</summary>"
-                   + _kv_table(rest, table_id="run") + "</details>")
+        seed = test.get("seed", opts.get("seed"))
+        out.append(f'<p>Seed: <code id="seed">{_e(seed)}</code></p>')
     else:
         out.append("<p>Offline check: no test.json.</p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _small_table(table_id: str, head: list[str], rows: list[list[Any]]) -> str:
+    """A table of a few rows: a header row, then cells (numbers with separators)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, bool) or v is None:
+            return _e(_short(v, 40))
+        if isinstance(v, int):
+            return f"{v:,}"
+        if isinstance(v, float):
+            return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return _e(v)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return (f'<table class="grid" id="{table_id}"><tr>'
+            + "".join(f"<th>{_e(h)}</th>" for h in head) + f"</tr>{body}</table>")
+
+
+def _outcomes(d: Any) -> list[Any]:
+    d = d if isinstance(d, dict) else {}
+    return [d.get("ok", 0), d.get("fail", 0), d.get("info", 0)]
+
+
+def _stats(results: dict, iv: Intervals) -> str:
+    """The run's figures as a few small tables: by operation, by phase, errors,
+    faults, latency and availability; the fault windows folded."""
+    stats = results.get("stats") if isinstance(results.get("stats"), dict) else {}
+    out = ['<section id="stats"><h2>Statistics</h2><div class="cols">']
     counts = Counter((o.f, o.outcome) for o in iv.ops)
     fs = sorted({f for f, _ in counts})
-    rows = "".join(f"<tr><th>{_e(f)}</th>" + "".join(f"<td>{counts[(f, k)]:,}</td>"
-                                                    for k in ("ok", "fail", "info")) + "</tr>"
-                   for f in fs)
+    out.append("<div><h3>By operation</h3>" + _small_table(
+        "by-operation", ["f", "ok", "fail", "info"],
+        [[f] + [counts[(f, k)] for k in ("ok", "fail", "info")] for f in fs]) + "</div>")
+    phases = stats.get("by_phase") if isinstance(stats.get("by_phase"), dict) else {}
+    if phases:
+        out.append("<div><h3>By phase</h3>" + _small_table(
+            "by-phase", ["phase", "ok", "fail", "info"],
+            [[p] + _outcomes(v) for p, v in phases.items()]) + "</div>")
+    errors = stats.get("errors") if isinstance(stats.get("errors"), dict) else {}
+    if errors:
+        out.append("<div><h3>Errors</h3>" + _small_table(
+            "errors", ["error", "count"], sorted(([k, v] for k, v in errors.items()),
+                                                 key=lambda r: -r[1] if isinstance(r[1], int) else 0))
+            + "</div>")
+    faults = stats.get("faults") if isinstance(stats.get("faults"), dict) else {}
+    kinds = faults.get("kinds") if isinstance(faults.get("kinds"), dict) else {}
+    if kinds:
+        out.append("<div><h3>Faults</h3>" + _small_table(
+            "faults", ["fault", "count", "active s", "ops ok", "availability"],
+            [[k, v.get("count"), v.get("active_s"), _outcomes(v.get("ops"))[0],
+              f"{100 * v['availability']:.1f}%" if isinstance(v.get("availability"), (int, float))
+              else "-"] for k, v in sorted(kinds.items()) if isinstance(v, dict)]) + "</div>")
     lat = sorted(o.latency_ns for o in iv.ops if o.latency_ns is not None and o.outcome == "ok")
 
     def pct(q: float) -> str:
         return f"{lat[min(int(q * len(lat)), len(lat) - 1)] / 1e6:.2f} ms" if lat else "-"
-    out.append('<div class="cols"><div><h3>Operations</h3><table class="grid"><tr><th>f</th>'
-               '<th>ok</th><th>fail</th><th>info</th></tr>' + rows + "</table>"
-               f"<p>{len(iv.ops):,} client ops over {iv.end_time / 1e9:.2f} s; ok latency "
-               f"p50 {pct(0.5)}, p95 {pct(0.95)}, p99 {pct(0.99)}, max "
-               f"{(lat[-1] / 1e6 if lat else 0):.2f} ms.</p></div>")
     av = availability(iv)
 
     def share(d: dict) -> str:
         return "-" if d["ratio"] is None else f"{100 * d['ratio']:.1f}% ({d['ok']:,} of {d['total']:,})"
+    out.append("<div><h3>Latency (ok ops)</h3>" + _small_table(
+        "latency", ["p50", "p95", "p99", "max"],
+        [[pct(0.5), pct(0.95), pct(0.99), f"{(lat[-1] / 1e6 if lat else 0):.2f} ms"]])
+        + f"<p>{len(iv.ops):,} client ops over {iv.end_time / 1e9:.2f} s.</p></div>")
     out.append('<div><h3>Availability</h3><table class="kv" id="availability">'
                f"<tr><th>ok, invoked during faults</th><td>{share(av['during_faults'])}</td></tr>"
                f"<tr><th>ok, invoked outside faults</th><td>{share(av['outside_faults'])}</td></tr>"
                "</table></div>")
-    stats = results.get("stats")
-    if isinstance(stats, dict) and stats:
-        out.append("<div><h3>Stats</h3>" + _kv_table(stats) + "</div>")
     out.append("</div>")
     if iv.faults:
         rows = "".join(f"<tr><td>{_e(w.kind)}</td><td>{w.start / 1e9:.3f}</td>"
@@ -262,6 +306,25 @@ def _summary(results: dict, test: dict | None, iv: Intervals) -> str:
                    f"<th>applied</th></tr>{rows}</table>{more}</details>")
     else:
         out.append("<p>No faults were injected.</p>")
+    if stats:
+        out.append("<details><summary>Every figure (results.json stats)</summary>"
+                   + _kv_table(stats, table_id="stats-all") + "</details>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _options(test: dict | None) -> str:
+    """The run's options and test.json, folded."""
+    if not test:
+        return ""
+    opts = test.get("options") if isinstance(test.get("options"), dict) else {}
+    rest = {k: v for k, v in test.items() if k != "options"}
+    out = ['<section id="run-options"><h2>Options</h2>']
+    if opts:
+        out.append("<details><summary>Options</summary>"
+                   + _kv_table(opts, table_id="options") + "</details>")
+    out.append("<details><summary>Run (test.json)</summary>"
+               + _kv_table(rest, table_id="run") + "</details>")
     out.append("</section>")
     return "".join(out)
 

@@ -29,3 +29,20 @@ def require_binary(name: str, hint: str) -> str:
     path = shutil.which(name)
     require(path is not None, f"'{name}' not found on PATH ({hint})")
     return path  # type: ignore[return-value]
+
+
+def toxiproxy_available() -> bool:
+    """Whether the toxiproxy server binary is installed (cluster.local finds it)."""
+    from cluster.local import find_toxiproxy
+    from history.errors import BadInput
+    try:
+        find_toxiproxy()
+        return True
+    except BadInput:
+        return False
+
+
+def require_toxiproxy() -> None:
+    require(toxiproxy_available(), "no toxiproxy server binary (scripts/setup.sh installs "
+                                   "it: go install github.com/Shopify/toxiproxy/v2/cmd/"
+                                   "server@v2.12.0)")

@@ -213,3 +213,13 @@ def test_analyze_bad_input(tmp_path):
     one_line_error(raftcheck("analyze", str(run_dir)), "history.jsonl:9")
     one_line_error(raftcheck("analyze", str(tmp_path / "none")), "no such run")
     one_line_error(raftcheck("analyze", "--store", str(tmp_path / "empty")), "no stored run")
+
+
+def test_node_command_and_image_are_checked_before_any_run(tmp_path):
+    for args, words in (
+            (("--node-command", "my-node {confg}"), ("--node-command", "unknown placeholder")),
+            (("--node-command", "  "), ("--node-command", "expected a command line")),
+            (("--node-command", "x {id}", "--backend", "docker"), ("node_image",)),
+            (("--node-image", "img", "--backend", "local"), ("node_command",))):
+        one_line_error(raftcheck("test", "--store", str(tmp_path / "s"), *args), *words)
+    assert not (tmp_path / "s").exists()

@@ -335,11 +335,16 @@ def test_compose_topology_follows_spec():
     cluster = yaml.safe_load((DOCKER_DIR / "compose-cluster.yaml").read_text())
     proxies = {p["name"]: p for p in json.loads((DOCKER_DIR / "toxiproxy.json").read_text())}
     ids = [f"n{i}" for i in range(1, 6)]
-    assert set(compose["services"]) == set(ids) | {"toxiproxy"}
+    assert set(compose["services"]) == set(ids) | {"toxiproxy", "peer-secret"}
+    secret_path = cluster["peer_secret_file"]
+    assert secret_path.startswith("/run/raftcheck/")
     assert len(proxies) == 20
     for i in ids:
         svc = compose["services"][i]
         assert svc["command"][svc["command"].index("--id") + 1] == i
+        assert "peer-secret:/run/raftcheck:ro" in svc["volumes"]
+        assert svc["depends_on"]["peer-secret"]["condition"] == \
+            "service_completed_successfully"
         assert cluster["nodes"][i]["peer"] == f"{i}:9000"
         for j in ids:
             if i == j:

@@ -13,7 +13,6 @@ import sys
 import zlib
 from pathlib import Path
 
-import pytest
 
 from campaign.evidence import add_to_results, check_run, summary_lines, verdict_line
 from campaign.node_logs import parse_node_log

@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"checker", "history"},
     "campaign": {"history", "checker", "node", "sim", "cluster", "nemesis", "workloads",
                  "report"},
+    "pytest_raftcheck": {"history", "checker", "cluster", "nemesis", "report", "campaign"},
     "bench": {"history", "checker", "node", "sim", "cluster", "nemesis", "workloads",
               "report", "campaign"},
 }

@@ -10,13 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from cluster.bare import SOURCE_ROOT as ROOT, NodeCluster, free_port
 from node.core.messages import (AppendEntries, AppendEntriesReply, LogEntry, RequestVote,
                                 message_from_dict)
-from node.shell.transport import Transport, lane_of
+from node.core.state import HardState
+from node.shell.transport import Transport, frame_mac, lane_of
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,12 @@ def test_follower_answers_not_leader_with_hint(cluster: NodeCluster):
     json.dumps({"op": "write", "key": "a", "value": 1, "client": "c"}).encode(),
     json.dumps({"op": "write", "key": "a", "value": 1, "client": "c", "seq": "1"}).encode(),
     json.dumps({"op": "write", "key": "a", "value": 1, "client": "c", "seq": -1}).encode(),
+    # strict JSON with bounds (node.core.values): no NaN or Infinity, at most 32 levels
+    b'{"op": "write", "key": "a", "value": NaN}',
+    b'{"op": "cas", "key": "a", "from": 1, "to": -Infinity}',
+    b'{"op": "write", "key": "a", "value": ' + b"[" * 974 + b"]" * 974 + b"}",
+    b'{"op": "write", "key": "a", "value": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    json.dumps({"op": "write", "key": "a", "value": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}).encode(),
 ])
 def test_malformed_request_gets_code_12_and_is_not_fatal(cluster: NodeCluster, body):
     leader, follower = leader_and_follower(cluster)
@@ -103,6 +111,20 @@ def test_malformed_request_gets_code_12_and_is_not_fatal(cluster: NodeCluster, b
         assert reply["code"] == 12 and reply["error"] == "malformed-request"
         assert reply["definite"] is True and reply["ok"] is False
     assert cluster.op(leader, {"op": "read", "key": "a"})[1]["ok"]
+
+
+def test_values_compare_as_json_and_deep_values_within_bounds_are_kept(cluster: NodeCluster):
+    assert on_leader(cluster, {"op": "write", "key": "jb", "value": True})[1] == {"ok": True}
+    # true is not 1, and [true] is not [1]: a definite precondition failure
+    assert on_leader(cluster, {"op": "cas", "key": "jb", "from": 1, "to": 2})[1]["code"] == 22
+    assert on_leader(cluster, {"op": "write", "key": "jb", "value": [True]})[1]["ok"]
+    assert on_leader(cluster, {"op": "cas", "key": "jb", "from": [1], "to": 2})[1]["code"] == 22
+    assert on_leader(cluster, {"op": "cas", "key": "jb", "from": [True], "to": 2})[1]["ok"]
+    deep = 7
+    for _ in range(32):
+        deep = [deep]
+    assert on_leader(cluster, {"op": "write", "key": "jd", "value": deep})[1] == {"ok": True}
+    assert on_leader(cluster, {"op": "read", "key": "jd"})[1]["value"] == deep
 
 
 def test_oversized_request_is_malformed(cluster: NodeCluster):
@@ -123,25 +145,37 @@ def _send_raw(addr: str, data: bytes) -> None:
         time.sleep(0.05)
 
 
-def _frame(obj) -> bytes:
+def _frame(obj, secret: bytes | None = None) -> bytes:
+    """A peer frame (SPEC section 5), with its MAC when given the cluster's secret."""
     body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-    return len(body).to_bytes(4, "big") + body
+    header = len(body).to_bytes(4, "big")
+    return header + body + (frame_mac(secret, header, body) if secret else b"")
+
+
+def _secret(c: NodeCluster) -> bytes:
+    return bytes.fromhex(c.options["peer_secret"])
 
 
 def test_malformed_peer_frames_are_dropped_and_not_fatal(cluster: NodeCluster):
+    """Frames that pass authentication (signed with the cluster's secret) but are
+    malformed: each is dropped, none stops a node."""
     leader, _ = leader_and_follower(cluster)
     term = cluster.status(leader)["term"]
+    key = _secret(cluster)
+
+    def sign(obj) -> bytes:
+        return _frame(obj, key)
     bad = [
         b"\xff\xff\xff\xff" + b"x" * 16,          # over the maximum frame size
-        _frame(b"{not json"),
-        _frame(b"\xc3\x28"),                       # not UTF-8
-        _frame(b""),
-        _frame([1, 2, 3]),
-        _frame({"type": "Nonsense", "term": 1, "sender": "n2"}),
-        _frame({"type": "AppendEntries", "term": "x", "sender": "n2"}),
-        _frame({"type": "RequestVote", "term": term + 100, "sender": "intruder",
+        sign(b"{not json"),
+        sign(b"\xc3\x28"),                       # not UTF-8
+        sign(b""),
+        sign([1, 2, 3]),
+        sign({"type": "Nonsense", "term": 1, "sender": "n2"}),
+        sign({"type": "AppendEntries", "term": "x", "sender": "n2"}),
+        sign({"type": "RequestVote", "term": term + 100, "sender": "intruder",
                 "last_log_index": 10 ** 6, "last_log_term": 10 ** 6}),
-        _frame({"type": "AppendEntries", "term": 1, "sender": "n2", "prev_log_index": 0,
+        sign({"type": "AppendEntries", "term": 1, "sender": "n2", "prev_log_index": 0,
                 "prev_log_term": 0, "entries": [{"term": -1}]}),
         b"\x00\x00",                               # a torn header
     ]
@@ -511,3 +545,185 @@ def test_a_toxiproxy_cut_stops_both_lanes_and_both_recover(tmp_path):
     # each lane noticed the silence on its own and redialled
     assert cut_stats["silence_redials"] >= 2
     assert stats["dials_control"] >= 2 and stats["dials_data"] >= 2
+
+
+def test_a_second_node_on_a_data_directory_in_use_refuses_and_changes_nothing(
+        cluster: NodeCluster):
+    """The data directory is locked before anything is read (etcd's WAL does the same):
+    a node started twice stops with one line, and the running node's WAL is untouched."""
+    leader = cluster.leader()
+    assert on_leader(cluster, {"op": "write", "key": "lock", "value": 1})[1] == {"ok": True}
+    victim = next(i for i in cluster.ids if i != leader)
+    wal = Path(str(cluster.options["data_dir"]).replace("{id}", victim)) / "raft.wal"
+    time.sleep(0.3)  # the write reaches the follower's WAL
+    before = wal.read_bytes()
+    r = _cli("--config", str(cluster.config), "--id", victim)
+    assert r.returncode == 254, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another node" in lines[0], r.stderr
+    assert wal.read_bytes()[:len(before)] == before
+    assert cluster.status(victim) is not None
+    assert on_leader(cluster, {"op": "read", "key": "lock"})[1] == {"ok": True, "value": 1}
+
+
+def test_a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it(tmp_path):
+    """One line naming the file and offset, exit 254; `--repair-wal` says what it cuts
+    and the node starts on what is left."""
+    from node.shell.storage import Storage
+    data = tmp_path / "d"
+    s = Storage(data)
+    s.load()
+    s.save(HardState(3, "n1"), None, [(1, LogEntry(3, {"op": "write", "key": 1, "value": 1}))])
+    s.close()
+    wal = data / "raft.wal"
+    intact = wal.stat().st_size
+    wal.write_bytes(wal.read_bytes() + bytes(64))  # a zero-filled tail
+    port, peer = free_port(), free_port()
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(f'nodes:\n  n1: {{client: "127.0.0.1:{port}", peer: "127.0.0.1:{peer}"}}\n'
+                   f'data_dir: "{data}"\npeer_secret: "{"ab" * 16}"\n')
+    r = _cli("--config", str(cfg), "--id", "n1")
+    assert r.returncode == 254, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"offset {intact}: zero-filled" in lines[0], r.stderr
+    assert "raft.wal" in lines[0] and "Traceback" not in r.stderr
+    r = _cli("--config", str(cfg), "--id", "n1", "--repair-wal")
+    assert r.returncode == 0, r.stderr
+    assert f"offset {intact}: zero-filled" in r.stderr and "cutting 64 bytes" in r.stderr
+    assert "the log now holds 1 entries, term 3" in r.stdout
+    assert wal.stat().st_size == intact
+    r = _cli("--config", str(cfg), "--id", "n1", "--repair-wal")
+    assert r.returncode == 0 and "no damage; nothing cut" in r.stdout
+
+
+def test_forged_peer_frames_change_nothing(cluster: NodeCluster):
+    """Without the cluster's secret, a process that reaches a peer port cannot forge an
+    entry or a term (the frames of issue: an entry at the next index, a term of
+    2^63-1); with a wrong MAC neither. The drops are logged, at most once per 5 s."""
+    leader, follower = leader_and_follower(cluster)
+    assert on_leader(cluster, {"op": "write", "key": "forge", "value": 1})[1] == {"ok": True}
+    st = cluster.status(follower)
+    entry = {"term": st["term"], "command": {"op": "write", "key": "forge", "value": 666}}
+    forged = [
+        {"type": "AppendEntries", "term": st["term"], "sender": leader,
+         "prev_log_index": st["log_length"], "prev_log_term": st["term"],
+         "entries": [entry], "leader_commit": st["log_length"] + 1},
+        {"type": "RequestVote", "term": 2 ** 63 - 1, "sender": leader,
+         "last_log_index": 10 ** 9, "last_log_term": 10 ** 9},
+    ]
+    wrong = b"\x01" * 32
+    for node in cluster.ids:
+        for obj in forged:
+            for _ in range(20):
+                _send_raw(cluster.nodes[node]["peer"], _frame(obj))
+            _send_raw(cluster.nodes[node]["peer"], _frame(obj, wrong))
+    time.sleep(0.5)
+    for node in cluster.ids:
+        s = cluster.status(node)
+        assert s is not None and s["term"] < 2 ** 62, s
+        log = cluster.log(node)
+        assert 1 <= log.count("fails peer authentication") <= 2, log[-3000:]
+    assert on_leader(cluster, {"op": "read", "key": "forge"})[1] == {"ok": True, "value": 1}
+
+
+def test_a_cluster_file_without_a_peer_secret_is_refused(tmp_path):
+    base = 'nodes:\n  n1: {client: "127.0.0.1:1", peer: "127.0.0.1:2"}\n' \
+           f'data_dir: "{tmp_path}/d"\n'
+    (tmp_path / "secret.hex").write_text("zz")
+    cases = [
+        ("", "no peer secret"),
+        ('peer_secret: "abcd"\n', "peer_secret: expected at least 16 bytes"),
+        ('peer_secret: 12\n', "peer_secret: expected a hex string"),
+        ('peer_secret_file: "missing.hex"\n', "peer_secret_file: cannot read"),
+        ('peer_secret_file: "secret.hex"\n', "peer_secret_file:"),
+        (f'peer_secret: "{"ab" * 16}"\npeer_secret_file: "secret.hex"\n', "not both"),
+        ("insecure_peers: 1\n", "insecure_peers: expected true or false"),
+    ]
+    for i, (extra, needle) in enumerate(cases):
+        cfg = tmp_path / f"c{i}.yaml"
+        cfg.write_text(base + extra)
+        r = _cli("--config", str(cfg), "--id", "n1")
+        assert r.returncode == 254, (extra, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (extra, r.stderr)
+    from node.shell.config import load_cluster, node_config
+    (tmp_path / "good.hex").write_text("ab" * 32 + "\n")
+    cfg = tmp_path / "good.yaml"
+    cfg.write_text(base + 'peer_secret_file: "good.hex"\n')  # relative to the file
+    assert node_config(load_cluster(str(cfg)), "n1").peer_secret == bytes.fromhex("ab" * 32)
+    cfg.write_text(base + "insecure_peers: true\n")
+    assert node_config(load_cluster(str(cfg)), "n1").peer_secret is None
+
+
+
+# --- the client port under slow, idle and too many connections (node.shell.httpguard)
+
+def _raw_client(addr: str) -> socket.socket:
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `s` within `seconds` (reads until EOF or timeout)."""
+    s.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if s.recv(4096) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except ConnectionError:
+            return True
+    return False
+
+
+def test_slow_idle_and_excess_client_connections_are_closed_or_refused(tmp_path):
+    """A slowloris connection (headers a byte at a time, never finished) and an idle
+    one are closed within seconds; a slow body gets code 12; beyond the cap a request
+    gets code 11 and Connection: close; the node serves well-behaved clients all along
+    and logs no traceback."""
+    c = NodeCluster(tmp_path, n=1, client_idle_timeout_ms=1000, max_client_connections=6)
+    c.start()
+    try:
+        c.wait_up()
+        node = c.leader()
+        addr = c.nodes[node]["client"]
+        loris = _raw_client(addr)
+        loris.sendall(b"POST /op HTTP/1.1\r\nHost: n\r\n")
+        idle = _raw_client(addr)
+        closed = False
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and not closed:
+            try:
+                loris.sendall(b"X")              # a header that never ends
+            except OSError:
+                closed = True
+                break
+            closed = _closed_within(loris, 0.3)
+        assert closed, "the slowloris connection was never closed"
+        assert _closed_within(idle, 3), "the idle connection was never closed"
+
+        slow = _raw_client(addr)
+        slow.sendall(b"POST /op HTTP/1.1\r\nHost: n\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"op\":")
+        slow.settimeout(5)
+        answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 400") and '"code":12' in answer, answer
+        assert "not received within" in answer
+
+        held = [_raw_client(addr) for _ in range(8)]    # over the cap of 6
+        status, reply = c.op(node, {"op": "write", "key": "cap", "value": 1})
+        assert status == 503 and reply["code"] == 11 and reply["definite"] is True, reply
+        assert "too many connections" in reply["detail"]
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 5
+        while c.op(node, {"op": "write", "key": "cap", "value": 2})[0] != 200:
+            assert time.monotonic() < deadline, "the node never served again"
+            time.sleep(0.2)
+        assert c.op(node, {"op": "read", "key": "cap"})[1] == {"ok": True, "value": 2}
+        assert c.procs[node].poll() is None
+        assert "Traceback" not in c.log(node)
+    finally:
+        c.stop()

@@ -214,7 +214,7 @@ def _evidence_run(tmp_path: Path, evil: str = "") -> dict:
     """The evidence checkers, computed by campaign.evidence on real files: two leaders
     in term 2 (with their log lines) and logs that differ at a committed index."""
     from campaign.evidence import add_to_results, check_run
-    from tests.test_evidence import IDS, LOG, W6, clean_log, event, make_run, wal
+    from tests.test_evidence import IDS, clean_log, event, make_run, wal
     logs = {nid: clean_log(nid) for nid in IDS}
     logs["n2"].insert(6, event(5, "n2", event="leader", term=2))
     logs["n1"].insert(5, "2026-01-01T00:00:04.500 INFO n1 raftcheck.node.server: " + evil)
@@ -270,3 +270,29 @@ def test_a_run_without_evidence_says_so(tmp_path):
     assert render_report(ops, results_for(ops), TEST_JSON, out) == []
     page = out.read_text(encoding="utf-8")
     assert 'id="no-evidence"' in page and 'data-checker="linearizable"' in page
+
+
+def test_the_first_screen_is_the_verdict_the_timeline_and_the_plots(browser, tmp_path):
+    """A person reads the verdict, then the drawings; the figures come as small tables
+    after them and the options are folded at the end."""
+    ops = synthetic_history(2000, seed=5)
+    results = results_for(ops)
+    results["stats"] = {"by_phase": {"during-faults": {"ok": 5, "fail": 1, "info": 0}},
+                        "errors": {"timeout": 3, "not-leader": 7},
+                        "faults": {"kinds": {"kill": {"count": 2, "active_s": 3.5,
+                                                      "ops": {"ok": 9}, "availability": 0.9}}}}
+    out = tmp_path / "report.html"
+    assert render_report(ops, results, TEST_JSON, out) == []
+    page = out.read_text()
+    order = [page.index(f'id="{i}"') for i in ("verdict", "summary", "timeline", "plots",
+                                               "evidence", "stats", "run-options")]
+    assert order == sorted(order)
+    assert "<details><summary>Options</summary>" in page          # folded
+    assert 'id="by-phase"' in page and 'id="errors"' in page and 'id="faults"' in page
+    assert page.index('id="stats-all"') > page.index('id="faults"')  # dotted keys last
+    assert _open(browser, out) == []
+    top = browser.execute_script(
+        "return ['timeline', 'plots'].map(i => document.getElementById(i)"
+        ".getBoundingClientRect().top + window.scrollY)")
+    assert top[0] < 1200 and top[1] < 2000, top
+    assert not browser.find_element("id", "options").is_displayed()

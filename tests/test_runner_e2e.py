@@ -19,19 +19,9 @@ import pytest
 
 from history.faults import fault_windows
 from history.formats import read_history
-from tests.support import require
+from tests.support import require, toxiproxy_available
 
 SHORT: list[str] = []   # the defaults
-
-
-def toxiproxy_available() -> bool:
-    from history.errors import BadInput
-    from cluster.local import find_toxiproxy
-    try:
-        find_toxiproxy()
-        return True
-    except BadInput:
-        return False
 
 
 def raftcheck_test(store: Path, *args: str) -> subprocess.CompletedProcess:
@@ -103,3 +93,21 @@ def test_planted_bug_is_found_at_the_defaults(tmp_path, bug, seed):
     assert results["valid"] is False
     failures = results["checkers"]["linearizable"]["failures"]
     assert failures and failures[0]["reason"]
+
+
+def test_a_node_command_template_runs_the_nodes(tmp_path):
+    """docs/node-contract.md: a node started through --node-command placeholders (here
+    raftcheck's own node, as a user's would be) runs under the faults and is checked."""
+    store = tmp_path / "store"
+    cmd = (f"{sys.executable} -m node --config {{config}} --id {{id}} "
+           f"--data-dir {{data_dir}}")
+    r = raftcheck_test(store, "--time-limit", "8", "--seed", "3", "--name", "own",
+                       "--nemesis", "partition,kill", "--node-command", cmd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = (store / "latest").resolve()
+    test = json.loads((run_dir / "test.json").read_text())
+    assert test["options"]["node_command"] == cmd
+    for nid in ("n1", "n2", "n3"):
+        log = (run_dir / "nodes" / f"{nid}.log").read_text()
+        # its --data-dir, filled in (mnt/ when the crash file system is on)
+        assert any(f"from {run_dir / sub / nid}" in log for sub in ("data", "mnt")), log[:500]

@@ -8,7 +8,8 @@ import pytest
 
 from node.core.messages import LogEntry
 from node.core.state import HardState
-from node.shell.storage import WAL_NAME, Storage, StorageCorrupted, decode_wal, encode_batch
+from node.shell.storage import (WAL_NAME, DataDirLocked, Storage, StorageCorrupted, decode_wal,
+                                encode_batch)
 
 
 def numbered(start, entries):
@@ -195,3 +196,91 @@ def test_sigkill_mid_write_keeps_every_acknowledged_record(tmp_path):
         assert len(log) >= acked, f"round {round_}: acknowledged {acked}, recovered {len(log)}"
         assert [e.command["v"] for e in log] == list(range(1, len(log) + 1))
         assert hs.term == len(log) // 50 + 1 or hs.term == (len(log) + 1) // 50 + 1
+
+
+def test_the_data_directory_is_locked_until_close(tmp_path):
+    first = Storage(tmp_path)
+    first.load()
+    first.save(HardState(term=1), None, [(1, LogEntry(term=1, command={"op": "read", "key": 1}))])
+    second = Storage(tmp_path)
+    with pytest.raises(DataDirLocked, match="in use by another node"):
+        second.load()
+    assert (tmp_path / "LOCK").read_text().strip() == str(os.getpid())
+    first.load()  # reloading keeps the lock it holds
+    first.close()
+    hs, entries = second.load()
+    assert hs.term == 1 and len(entries) == 1
+    second.close()
+
+
+def _three_entries(tmp_path) -> bytes:
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(2, "n1"), None, numbered(1, [LogEntry(2, "a")]))
+    s.save(None, None, numbered(2, [LogEntry(2, "b")]))
+    s.save(None, None, numbered(3, [LogEntry(2, "c")]))
+    s.close()
+    return (tmp_path / WAL_NAME).read_bytes()
+
+
+def test_a_complete_last_record_with_a_bad_crc_is_damage_not_a_torn_write(tmp_path):
+    """etcd's rule: only an incomplete record is torn. A whole record was written
+    whole, and may have been acknowledged: the node refuses to start."""
+    data = bytearray(_three_entries(tmp_path))
+    data[-3] ^= 0x20  # inside the last record's payload
+    (tmp_path / WAL_NAME).write_bytes(bytes(data))
+    with pytest.raises(StorageCorrupted) as e:
+        Storage(tmp_path).load()
+    msg = str(e.value)
+    assert "record 4 at offset" in msg and "CRC mismatch" in msg and "--repair-wal" in msg
+    assert (tmp_path / WAL_NAME).read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("zeros", [8, 4096])
+def test_a_zero_filled_wal_or_tail_refuses_to_start(tmp_path, zeros):
+    (tmp_path / WAL_NAME).write_bytes(bytes(zeros))
+    with pytest.raises(StorageCorrupted, match="offset 0: zero-filled"):
+        Storage(tmp_path).load()
+    good = _three_entries(tmp_path / "tail")
+    (tmp_path / "tail" / WAL_NAME).write_bytes(good + bytes(zeros))
+    with pytest.raises(StorageCorrupted, match=f"offset {len(good)}: zero-filled"):
+        Storage(tmp_path / "tail").load()
+
+
+def test_repair_cuts_at_the_first_damaged_record_and_says_so(tmp_path):
+    data = bytearray(_three_entries(tmp_path))
+    second = decode_wal(bytes(data)).records  # 4 records: hs, a, b, c
+    assert second == 4
+    cut_at = len(encode_batch(HardState(2, "n1"), None, [])) + len(
+        encode_batch(None, None, numbered(1, [LogEntry(2, "a")])))
+    data[cut_at + 10] ^= 0x01  # record 3 ("b"): a valid record ("c") follows
+    (tmp_path / WAL_NAME).write_bytes(bytes(data))
+    with pytest.raises(StorageCorrupted, match="a valid record follows"):
+        Storage(tmp_path).load()
+    s = Storage(tmp_path)
+    hs, log = s.load(repair=True)
+    assert hs == HardState(2, "n1") and log == [LogEntry(2, "a")]
+    assert f"record 3 at offset {cut_at}: CRC mismatch" in s.last_repair
+    s.close()
+    assert os.path.getsize(tmp_path / WAL_NAME) == cut_at
+    assert reopen(tmp_path)[2] == [LogEntry(2, "a")]
+
+
+
+def test_a_missing_wal_in_a_directory_that_held_one_refuses_to_start(tmp_path):
+    s = Storage(tmp_path)
+    s.load()
+    s.save(HardState(5, "n2"), None, numbered(1, [LogEntry(5, "a")]))
+    s.close()
+    assert (tmp_path / "raft.wal.created").exists()
+    (tmp_path / WAL_NAME).unlink()
+    with pytest.raises(StorageCorrupted, match="write-ahead log is missing") as e:
+        Storage(tmp_path).load()
+    assert "\n" not in str(e.value) and not (tmp_path / WAL_NAME).exists()
+    s = Storage(tmp_path)
+    assert s.load(repair=True) == (HardState(), [])
+    assert "started from an empty log" in s.last_repair
+    s.close()
+    assert reopen(tmp_path)[1] == HardState()   # repaired: an ordinary empty log now
+    fresh = tmp_path / "fresh"
+    assert Storage(fresh).load() == (HardState(), [])  # a new directory is no loss

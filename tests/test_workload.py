@@ -13,7 +13,6 @@ import random
 import socket
 from collections import Counter
 
-import pytest
 from aiohttp import web
 
 from history.writer import HistoryWriter

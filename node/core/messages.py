@@ -120,7 +120,11 @@ class AppendEntriesReply:
 
 Message = Union[RequestVote, RequestVoteReply, AppendEntries, AppendEntriesReply]
 
-_MAX_INT = 2 ** 63 - 1
+# Terms, indexes and counters in a message: far below 2^53, so every JSON reader
+# (JavaScript's included) holds them exactly, and far above what a cluster reaches
+# (a term per millisecond for 8,900 years). A frame beyond it is malformed.
+MAX_MESSAGE_INT = 2 ** 48
+_MAX_INT = MAX_MESSAGE_INT
 
 
 def _int(d: dict, name: str, default: Any = None) -> int:

@@ -11,7 +11,9 @@ A command is a dict (SPEC section 4):
 
 and its result is the client reply: `{"ok": true}` (plus "value" for a read), or
 `{"ok": false, "code": N, "error": NAME, "definite": true}` for a cas on a key never
-written (20) or a cas whose `from` did not match (22).
+written (20) or a cas whose `from` did not match (22). Values are strict JSON and compare as JSON
+(node.core.values); a committed command that fails validation is applied as nothing,
+with a malformed-request result, identically on every node.
 
 Exactly-once (dissertation 6.3, client sessions): the table client -> (last seq, its
 result) is part of the replicated state, so every node agrees on it. A command whose
@@ -29,6 +31,7 @@ from typing import Any
 
 from node.bugs import NO_DEDUP, BugTrace
 from node.core.messages import CommitEntry
+from node.core.values import same_value, value_problem
 
 _log = logging.getLogger("raftcheck.node.register")
 
@@ -54,19 +57,17 @@ def validate_command(cmd: Any) -> str | None:
         return "field 'value': missing"
     if op == "cas" and ("from" not in cmd or "to" not in cmd):
         return "field 'from'/'to': missing"
+    for field in ("value", "from", "to", "key"):
+        if field in cmd:
+            why = value_problem(cmd[field], field)
+            if why is not None:
+                return why
     client, seq = cmd.get("client"), cmd.get("seq")
     if client is not None and type(client) not in (str, int):
         return "field 'client': expected a string, an integer or null"
     if seq is not None and type(seq) is not int:
         return "field 'seq': expected an integer or null"
     return None
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """JSON equality: true is not 1 (Python's == says it is)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
 
 
 class RegisterMachine:

@@ -20,6 +20,14 @@ Format (docs/internals.md)::
     tick_ms: 10                  # optional extras: tick_ms, request_timeout_ms,
     request_timeout_ms: 2000     # max_frame_bytes
     max_frame_bytes: 67108864
+    peer_secret_file: "secret.hex"  # the cluster's peer secret (or peer_secret: HEX);
+                                    # a relative path is relative to this file
+    client_idle_timeout_ms: 10000   # optional: a client connection quiet this long
+    max_client_connections: 1024    # is closed; connections served at once
+
+Peers authenticate every frame with the cluster's *peer secret* (node.shell.transport):
+at least 16 bytes, written as hex, the same for every node. A cluster file without one
+is refused unless it says `insecure_peers: true`, and then the node warns at start.
 
 Every error is a `node.errors.BadConfig` naming the file, the line (when the
 YAML parser knows it) and the field.
@@ -40,13 +48,18 @@ Address = tuple[str, int]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _KNOWN_KEYS = {"nodes", "peers", "data_dir", "fsync", "heartbeat_ms", "election_timeout_ms",
-               "tick_ms", "request_timeout_ms", "max_frame_bytes"}
+               "tick_ms", "request_timeout_ms", "max_frame_bytes", "peer_secret",
+               "peer_secret_file", "insecure_peers", "client_idle_timeout_ms",
+               "max_client_connections"}
+MIN_SECRET_BYTES = 16
 
 DEFAULT_TICK_MS = 10
 DEFAULT_HEARTBEAT_MS = 50
 DEFAULT_ELECTION_MS = (300, 600)
 DEFAULT_REQUEST_TIMEOUT_MS = 2000
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+DEFAULT_CLIENT_IDLE_MS = 10_000      # a client connection quiet this long is closed
+DEFAULT_MAX_CLIENTS = 1024           # client connections open at once
 
 
 @dataclass
@@ -63,6 +76,10 @@ class ClusterConfig:
     election_timeout_ms: tuple[int, int] = DEFAULT_ELECTION_MS
     request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
     max_frame_bytes: int = DEFAULT_MAX_FRAME
+    peer_secret: bytes | None = None
+    insecure_peers: bool = False
+    client_idle_timeout_ms: int = DEFAULT_CLIENT_IDLE_MS
+    max_client_connections: int = DEFAULT_MAX_CLIENTS
 
 
 @dataclass
@@ -82,6 +99,9 @@ class NodeConfig:
     request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
     max_frame_bytes: int = DEFAULT_MAX_FRAME
     bug: str | None = None
+    peer_secret: bytes | None = None  # None only with insecure_peers
+    client_idle_timeout_ms: int = DEFAULT_CLIENT_IDLE_MS
+    max_client_connections: int = DEFAULT_MAX_CLIENTS
 
     @property
     def peer_ids(self) -> list[str]:
@@ -204,7 +224,9 @@ def load_cluster(path: str) -> ClusterConfig:
     cfg.fsync = fsync
     for key, lo, hi in (("tick_ms", 1, 10_000), ("heartbeat_ms", 1, 60_000),
                         ("request_timeout_ms", 1, 600_000),
-                        ("max_frame_bytes", 1024, 1 << 30)):
+                        ("max_frame_bytes", 1024, 1 << 30),
+                        ("client_idle_timeout_ms", 100, 3_600_000),
+                        ("max_client_connections", 1, 1 << 20)):
         if key in data:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -220,6 +242,7 @@ def load_cluster(path: str) -> ClusterConfig:
             raise BadConfig(f"expected [min, max] integers with 0 < min <= max, got {et!r}",
                            path, where.line("election_timeout_ms"), "election_timeout_ms")
         cfg.election_timeout_ms = (et[0], et[1])
+    _peer_secret(cfg, data, where)
     if cfg.heartbeat_ms >= cfg.election_timeout_ms[0]:
         raise BadConfig("heartbeat_ms must be below the minimum election timeout",
                        path, where.line("heartbeat_ms"), "heartbeat_ms")
@@ -229,12 +252,63 @@ def load_cluster(path: str) -> ClusterConfig:
     return cfg
 
 
+def parse_secret(text: Any) -> bytes:
+    """A peer secret written as hex; ValueError saying what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError("expected a hex string")
+    try:
+        secret = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ValueError("expected a hex string") from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(f"expected at least {MIN_SECRET_BYTES} bytes "
+                         f"({2 * MIN_SECRET_BYTES} hex digits), got {len(secret)}")
+    return secret
+
+
+def _peer_secret(cfg: ClusterConfig, data: dict, where: "_Where") -> None:
+    """peer_secret / peer_secret_file / insecure_peers, into `cfg`."""
+    path = cfg.path
+    insecure = data.get("insecure_peers", False)
+    if not isinstance(insecure, bool):
+        raise BadConfig(f"expected true or false, got {insecure!r}", path,
+                        where.line("insecure_peers"), "insecure_peers")
+    cfg.insecure_peers = insecure
+    if "peer_secret" in data and "peer_secret_file" in data:
+        raise BadConfig("give peer_secret or peer_secret_file, not both", path,
+                        where.line("peer_secret_file"), "peer_secret_file")
+    if "peer_secret" in data:
+        try:
+            cfg.peer_secret = parse_secret(data["peer_secret"])
+        except ValueError as e:
+            raise BadConfig(str(e), path, where.line("peer_secret"), "peer_secret") from None
+    elif "peer_secret_file" in data:
+        name = data["peer_secret_file"]
+        line = where.line("peer_secret_file")
+        if not isinstance(name, str) or not name:
+            raise BadConfig("expected a path", path, line, "peer_secret_file")
+        full = name if os.path.isabs(name) else os.path.join(
+            os.path.dirname(os.path.abspath(path)), name)
+        try:
+            with open(full, encoding="ascii") as f:
+                cfg.peer_secret = parse_secret(f.read())
+        except OSError as e:
+            raise BadConfig(f"cannot read {full}: {e.strerror or e}", path, line,
+                            "peer_secret_file") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadConfig(f"{full}: {e}", path, line, "peer_secret_file") from None
+
+
 def node_config(cluster: ClusterConfig, node_id: str, data_dir: str | None = None,
                 listen_host: str | None = None, bug: str | None = None) -> NodeConfig:
     """One node's config from the cluster file and the flags (which win)."""
     if node_id not in cluster.nodes:
         raise BadConfig(f"node {node_id!r} is not in the cluster file (nodes: "
                        f"{', '.join(sorted(cluster.nodes))})", cluster.path, None, "--id")
+    if cluster.peer_secret is None and not cluster.insecure_peers:
+        raise BadConfig("no peer secret: give peer_secret_file (or peer_secret: HEX) so "
+                        "that peers authenticate each other, or insecure_peers: true",
+                        cluster.path, None, "peer_secret")
     client, peer = cluster.nodes[node_id]
     peer_addrs = {j: cluster.peers.get(node_id, {}).get(j, addrs[1])
                   for j, addrs in cluster.nodes.items() if j != node_id}
@@ -253,4 +327,6 @@ def node_config(cluster: ClusterConfig, node_id: str, data_dir: str | None = Non
         fsync=cluster.fsync, tick_ms=cluster.tick_ms, heartbeat_ms=cluster.heartbeat_ms,
         election_timeout_ms=cluster.election_timeout_ms,
         request_timeout_ms=cluster.request_timeout_ms,
-        max_frame_bytes=cluster.max_frame_bytes, bug=bug)
+        max_frame_bytes=cluster.max_frame_bytes, bug=bug, peer_secret=cluster.peer_secret,
+        client_idle_timeout_ms=cluster.client_idle_timeout_ms,
+        max_client_connections=cluster.max_client_connections)

@@ -55,7 +55,9 @@ from node.core.messages import CommitEntry, RequestVoteReply, message_from_dict
 from node.core.raft import LEADER, RaftCore
 from node.core.state import RaftConfig, Ready
 from node.core.register import RegisterMachine, validate_command
-from node.shell.storage import Storage, StorageCorrupted
+from node.core.values import NotStrictJSON, loads_strict
+from node.shell.httpguard import BODY_TIMEOUT_S, ConnectionGuard, raise_fd_limit
+from node.shell.storage import DataDirLocked, Storage, StorageCorrupted
 from node.shell.transport import Transport
 
 _log = logging.getLogger("raftcheck.node.server")
@@ -90,9 +92,9 @@ class Malformed(ValueError):
 def parse_request(body: bytes) -> dict:
     """The register command for a POST /op body; Malformed naming the field."""
     try:
-        req = json.loads(body)
-    except ValueError as e:
-        raise Malformed(f"body: not JSON ({e})") from None
+        req = loads_strict(body)
+    except NotStrictJSON as e:
+        raise Malformed(f"body: {e}") from None
     if not isinstance(req, dict):
         raise Malformed("body: expected a JSON object")
     why = validate_command(req)
@@ -143,6 +145,7 @@ class NodeServer:
         self.core: RaftCore | None = None
         self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
+        self.guard: ConnectionGuard | None = None
         self._inbox: collections.deque[tuple] = collections.deque()
         self._wake = asyncio.Event()
         self._ticks = 0
@@ -183,7 +186,7 @@ class NodeServer:
         c = self.cfg
         try:
             hard_state, entries = await asyncio.to_thread(self.storage.load)
-        except StorageCorrupted as e:
+        except (StorageCorrupted, DataDirLocked) as e:
             raise BadConfig(str(e), field="data_dir") from None
         except OSError as e:
             raise BadConfig(f"cannot open the data directory: {e}", c.data_dir,
@@ -201,12 +204,24 @@ class NodeServer:
                    bugs=ordered(self.bugs))
         self.transport = Transport(c.node_id, c.peer_bind(), c.peer_addrs, message_from_dict,
                                    self._on_message, max_frame=c.max_frame_bytes,
-                                   silence_s=c.election_timeout_ms[1] / 1000.0)
-        app = web.Application(client_max_size=MAX_BODY)
+                                   silence_s=c.election_timeout_ms[1] / 1000.0,
+                                   secret=c.peer_secret)
+        if c.peer_secret is None:
+            self.log.warning("insecure_peers: peer frames are not authenticated; anyone "
+                             "who reaches the peer port %s:%d can forge votes and entries",
+                             *c.peer_bind())
+        raise_fd_limit()
+        idle_s = c.client_idle_timeout_ms / 1000.0
+        self.guard = ConnectionGuard(self.log, idle_timeout_s=idle_s,
+                                     body_timeout_s=min(BODY_TIMEOUT_S, idle_s),
+                                     max_connections=c.max_client_connections)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware])
         app.router.add_post("/op", self._handle_op)
         app.router.add_get("/status", self._handle_status)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=idle_s)
         await self._runner.setup()
+        self.guard.start(self._runner)
         try:
             await self.transport.start()
             site = web.TCPSite(self._runner, *c.client_bind(), reuse_address=True)
@@ -238,6 +253,8 @@ class NodeServer:
             except (asyncio.TimeoutError, Exception):
                 self._pump_task.cancel()
         self._fail_all(error_reply(TIMEOUT, "node shutting down"))
+        if self.guard is not None:
+            await self.guard.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.transport is not None:
@@ -489,9 +506,9 @@ class NodeServer:
     async def _handle_op(self, request: web.Request) -> web.Response:
         try:
             try:
-                body = await request.read()
+                body = await self.guard.read_body(request)
                 cmd = parse_request(body)
-            except Malformed as e:
+            except (Malformed, TimeoutError) as e:
                 return self._respond(error_reply(MALFORMED, str(e)))
             except web.HTTPRequestEntityTooLarge:
                 return self._respond(error_reply(MALFORMED, f"body: over {MAX_BODY} bytes"))

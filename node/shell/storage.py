@@ -22,13 +22,28 @@ storage before responding to RPCs"). `sync=False` writes without the fsync: righ
 a Ready that only moves the commit index (etcd's MustSync), and what two planted bugs
 do where it is wrong.
 
-Recovery (`load`): records are replayed in order. A bad record (short, bad length,
-bad CRC) after which no valid record follows is a *torn tail* — the last write
-interrupted by a crash, never acknowledged — and is cut off. A bad record followed
-by a valid one is corruption in the middle of the log: `StorageCorrupted` is raised
-with the file and offset, and the node must stop rather than silently lose entries.
+Recovery (`load`): records are replayed in order. Only an *incomplete* final record
+(a header cut short, or a length that runs past the end of the file) is a *torn
+tail*, the last write interrupted by a crash and never acknowledged, and it is cut
+off, as etcd's WAL cuts an unexpected EOF. Everything else that is bad is damage, and
+`StorageCorrupted` is raised with the file, record and offset, so the node stops
+rather than silently lose acknowledged entries: a complete record whose CRC does not
+match (even the last one: it was written whole, so it may have been acknowledged), a
+zero length (a zero-filled file or tail), a bad record followed by a valid one.
+`load(repair=True)` (`raftcheck node --repair-wal`) cuts the file at the first bad
+record instead, and `WalContents.damage` says what was dropped.
 When most records are dead (overwritten terms, truncated entries) the file is
 compacted on load: rewritten to a temporary file, fsync'd and renamed over.
+
+A data directory that ever held a WAL says so in `raft.wal.created`, written (and
+fsynced, with the directory) only after the WAL's own creation is durable: a WAL that
+is missing beside it was lost or deleted, and the node refuses to start with an empty
+log, which would let it vote and acknowledge as if it had never promised anything.
+
+The data directory is locked (`flock` on `LOCK`, which holds the owner's pid) before
+anything in it is read or written, and stays locked until `close()`: a second node
+started on the same directory gets `DataDirLocked` and changes nothing, where it
+would otherwise cut or append to the running node's WAL.
 
 `encode_batch` and `decode_wal` are pure functions, so sim.simulation can keep a WAL in
 memory and crash in the middle of a write.
@@ -36,6 +51,8 @@ memory and crash in the middle of a write.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -49,6 +66,8 @@ from node.core.messages import LogEntry
 from node.core.state import HardState
 
 WAL_NAME = "raft.wal"
+LOCK_NAME = "LOCK"
+MARKER_NAME = "raft.wal.created"  # written once the WAL's creation is durable
 _HEADER = struct.Struct(">II")
 MAX_RECORD = 64 * 1024 * 1024
 
@@ -57,6 +76,10 @@ _log = logging.getLogger("raftcheck.node.storage")
 
 class StorageCorrupted(Exception):
     """The WAL is corrupted before its end: the node must stop (never drop entries)."""
+
+
+class DataDirLocked(Exception):
+    """Another process holds the data directory's lock: this node must not touch it."""
 
 
 def _record(obj: dict) -> bytes:
@@ -86,7 +109,8 @@ class WalContents:
     entries: list[LogEntry] = field(default_factory=list)
     valid_length: int = 0      # bytes up to the end of the last good record
     records: int = 0
-    torn_bytes: int = 0        # bytes cut off as a torn tail
+    torn_bytes: int = 0        # bytes cut off as a torn tail (or, repairing, as damage)
+    damage: str | None = None  # repairing: what was wrong where the file was cut
 
 
 def _valid_at(data: bytes, pos: int) -> bool:
@@ -118,33 +142,58 @@ def _int_field(obj: dict, name: str) -> int:
     return v
 
 
-def decode_wal(data: bytes, name: str = WAL_NAME) -> WalContents:
-    """Replay a WAL image. Cuts a torn tail; raises StorageCorrupted for a bad record
-    followed by a good one, or a good record that does not make sense."""
+def _problem(data: bytes, off: int) -> tuple[str | None, bool]:
+    """What is wrong with the record at `off` (None: nothing), and whether that is
+    an incomplete record (a torn write) rather than damage."""
+    n = len(data)
+    if n - off < _HEADER.size:
+        return "short header", True
+    length, crc = _HEADER.unpack_from(data, off)
+    end = off + _HEADER.size + length
+    if length == 0:
+        rest = data[off:]
+        return ("zero-filled to the end of the file" if not rest.strip(b"\0")
+                else "zero length"), False
+    if end > n:
+        return f"length {length} runs past the end of the file", True
+    if length > MAX_RECORD:
+        return f"bad length {length}", False
+    if zlib.crc32(data[off + _HEADER.size:end]) != crc:
+        return "CRC mismatch in a complete record", False
+    return None, False
+
+
+def decode_wal(data: bytes, name: str = WAL_NAME, repair: bool = False) -> WalContents:
+    """Replay a WAL image. Cuts an incomplete final record (a torn write); raises
+    StorageCorrupted for any other bad record, or a good record that does not make
+    sense. `repair`: cut at the first bad record instead, saying why in `damage`."""
     out = WalContents()
     n = len(data)
     off = 0
     log = out.entries
     while off < n:
-        bad = None
-        if n - off < _HEADER.size:
-            bad = "short header"
-        else:
-            length, crc = _HEADER.unpack_from(data, off)
-            end = off + _HEADER.size + length
-            if length == 0 or length > MAX_RECORD or end > n:
-                bad = f"bad length {length}"
-            elif zlib.crc32(data[off + _HEADER.size:end]) != crc:
-                bad = "CRC mismatch"
+        bad, incomplete = _problem(data, off)
         if bad is not None:
+            where = f"{name}: record {out.records + 1} at offset {off}: {bad}"
             later = _valid_record_after(data, off)
+            if repair:
+                out.torn_bytes = n - off
+                out.damage = where + (f" (a valid-looking record follows at offset {later})"
+                                      if later is not None else "")
+                break
             if later is not None:
                 raise StorageCorrupted(
-                    f"{name}: record {out.records + 1} at offset {off}: {bad}, but a valid "
-                    f"record follows at offset {later}: the log is corrupted, not torn; "
-                    f"refusing to start")
+                    f"{where}, but a valid record follows at offset {later}: the log is "
+                    f"corrupted, not torn; refusing to start (raftcheck node --repair-wal "
+                    f"cuts it there)")
+            if not incomplete:
+                raise StorageCorrupted(
+                    f"{where}: not a torn write, so it may hold acknowledged data; "
+                    f"refusing to start (raftcheck node --repair-wal cuts it there)")
             out.torn_bytes = n - off
             break
+        length = _HEADER.unpack_from(data, off)[0]
+        end = off + _HEADER.size + length
         try:
             obj = json.loads(data[off + _HEADER.size:end])
             if not isinstance(obj, dict):
@@ -189,20 +238,45 @@ class Storage:
         self.path = self.dir / WAL_NAME
         self.fsync = fsync
         self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self.last_repair: str | None = None
         self._length = 0
         self.writes = 0
         self.fsyncs = 0
 
-    def load(self) -> tuple[HardState, list[LogEntry]]:
-        """Recover (hard state, log); cut a torn tail; compact a mostly dead file."""
-        self.close()
+    def load(self, repair: bool = False) -> tuple[HardState, list[LogEntry]]:
+        """Recover (hard state, log); cut a torn tail; compact a mostly dead file.
+        `repair`: also cut damage at the tail (see the module docstring);
+        `last_repair` then says what was dropped."""
+        self._close_wal()
         self.dir.mkdir(parents=True, exist_ok=True)
-        data = self.path.read_bytes() if self.path.exists() else b""
-        wal = decode_wal(data, str(self.path))
+        self._lock()
+        marker = self.dir / MARKER_NAME
+        missing = None
+        try:
+            if not self.path.exists() and marker.exists():
+                lost = (f"{self.path}: the write-ahead log is missing, but {marker} says "
+                        f"this directory held one")
+                if not repair:
+                    raise StorageCorrupted(
+                        f"{lost}: refusing to start from an empty log (raftcheck node "
+                        f"--repair-wal starts it empty)")
+                missing = f"{lost}; started from an empty log"
+                self.log.warning("[%s] repairing: %s", self.log.extra["node"], missing)
+            data = self.path.read_bytes() if self.path.exists() else b""
+            wal = decode_wal(data, str(self.path), repair=repair)
+        except BaseException:
+            self.close()  # a node that cannot start leaves the directory free
+            raise
+        self.last_repair = wal.damage or missing
+        if wal.damage:
+            self.log.warning("[%s] repairing: cutting %d bytes at %s",
+                             self.log.extra["node"], wal.torn_bytes, wal.damage)
         if wal.torn_bytes:
-            self.log.warning("[%s] %s: cutting a torn tail of %d bytes at offset %d",
-                             self.log.extra["node"], self.path, wal.torn_bytes,
-                             wal.valid_length)
+            if not wal.damage:
+                self.log.warning("[%s] %s: cutting a torn tail of %d bytes at offset %d",
+                                 self.log.extra["node"], self.path, wal.torn_bytes,
+                                 wal.valid_length)
             with open(self.path, "r+b") as f:
                 f.truncate(wal.valid_length)
                 f.flush()
@@ -215,8 +289,44 @@ class Storage:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not data:
             self._sync_dir()
+        if not marker.exists():
+            self._write_marker(marker)
         self._length = len(wal.entries)
         return wal.hard_state, wal.entries
+
+    def _lock(self) -> None:
+        """Take the directory's lock (once per Storage); DataDirLocked if another
+        process holds it."""
+        if self._lock_fd is not None:
+            return
+        path = self.dir / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = ""
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise DataDirLocked(
+                    f"{self.dir}: the data directory is in use by another node"
+                    + (f" (pid {holder})" if holder else "") + f"; {path} is locked"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _write_marker(self, marker: Path) -> None:
+        """Record, durably, that this directory holds a WAL (its creation is durable)."""
+        with open(marker, "w", encoding="ascii") as f:
+            f.write(f"{WAL_NAME}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._sync_dir()
 
     def _rewrite(self, hs: HardState, entries: list[LogEntry]) -> None:
         tmp = self.dir / (WAL_NAME + ".tmp")
@@ -260,10 +370,17 @@ class Storage:
             self.fsyncs += 1
         self._length = length + len(entries)
 
-    def close(self) -> None:
+    def _close_wal(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def close(self) -> None:
+        """Close the WAL and release the directory's lock."""
+        self._close_wal()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> "Storage":
         return self

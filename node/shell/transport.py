@@ -1,8 +1,17 @@
 """Peer transport: one-way, length-prefixed JSON messages between Raft nodes (SPEC 5).
 
 A *frame* is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
-(one message object). Frames longer than `max_frame` are refused and the connection
-is closed.
+(one message object) and, when the cluster has a peer secret, a 32-byte
+HMAC-SHA256 of the length and the JSON under that secret. Frames longer than
+`max_frame` are refused and the connection is closed.
+
+*Peer authentication.* Every node of a cluster holds the same secret (docs/spec.md
+section 5); a frame whose MAC does not verify is dropped, the connection closed, and
+nothing in the node changes, so a process that can reach a peer port but does not
+know the secret cannot forge a vote or an entry. A MAC does not stop a frame that was
+sent once from being sent again; a replayed frame is a duplicated, delayed message,
+which Raft tolerates by design (section 5.1: the network may duplicate, delay and
+reorder messages). Without a secret (`insecure_peers: true`) frames carry no MAC.
 
 Messaging is *one-way*: node i sends to node j only on a connection that i dialled to
 `peers[j]` (which may be a Toxiproxy proxy); connections that i accepts are
@@ -34,6 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import hmac
 import json
 import logging
 import random
@@ -41,7 +52,9 @@ import socket
 import time
 from typing import Any, Callable
 
+from node.core.values import NotStrictJSON, loads_strict
 from node.shell.config import Address
+from node.shell.quietlog import QuietLog
 
 log = logging.getLogger("raftcheck.node.transport")
 
@@ -61,10 +74,20 @@ def _wake(fut: asyncio.Future | None) -> None:
         fut.set_result(None)
 
 
-def encode_frame(obj: dict[str, Any]) -> bytes:
-    """One frame: 4-byte big-endian length, then compact UTF-8 JSON."""
+MAC = 32                          # bytes of HMAC-SHA256 after a frame's body
+
+
+def frame_mac(secret: bytes, header: bytes, body: bytes) -> bytes:
+    """The frame's HMAC-SHA256 under the cluster's peer secret."""
+    return hmac.new(secret, header + body, hashlib.sha256).digest()
+
+
+def encode_frame(obj: dict[str, Any], secret: bytes | None = None) -> bytes:
+    """One frame: 4-byte big-endian length, compact UTF-8 JSON, and with a secret
+    its MAC."""
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return len(body).to_bytes(HEADER, "big") + body
+    header = len(body).to_bytes(HEADER, "big")
+    return header + body + (frame_mac(secret, header, body) if secret else b"")
 
 
 def lane_of(message: Any) -> str:
@@ -105,8 +128,10 @@ class Transport:
     def __init__(self, node_id: str, listen: Address, peers: dict[str, Address],
                  decode: Callable[[dict], Any], on_message: Callable[[Any], None],
                  max_frame: int = 64 * 1024 * 1024, silence_s: float = 0.6,
-                 logger: logging.LoggerAdapter | logging.Logger | None = None) -> None:
+                 logger: logging.LoggerAdapter | logging.Logger | None = None,
+                 secret: bytes | None = None) -> None:
         self.node_id = node_id
+        self.secret = secret
         self.listen = listen
         self.decode = decode
         self.on_message = on_message
@@ -118,6 +143,7 @@ class Transport:
         self._inbound: set[asyncio.StreamWriter] = set()
         self._closing = False
         self.stats = collections.Counter()
+        self.drops = QuietLog(self.log)
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -165,7 +191,7 @@ class Transport:
                 self.log.warning("%s queue to %s full; %d messages dropped so far",
                                  lane.name, to, lane.dropped)
             return
-        lane.queue.append(encode_frame(message.to_dict()))
+        lane.queue.append(encode_frame(message.to_dict(), self.secret))
         if lane.unanswered_since is None:
             lane.unanswered_since = time.monotonic()
         _wake(lane.waiter)
@@ -280,16 +306,25 @@ class Transport:
                 header = await reader.readexactly(HEADER)
                 n = int.from_bytes(header, "big")
                 if n > self.max_frame:
-                    self.log.warning("frame of %d bytes from %s exceeds the maximum %d; "
-                                     "closing the connection", n, remote, self.max_frame)
+                    self.drops.warn("oversized", "frame of %d bytes from %s exceeds the "
+                                    "maximum %d; closing the connection", n, remote,
+                                    self.max_frame)
                     self.stats["frames_refused"] += 1
                     return
                 body = await reader.readexactly(n)
+                if self.secret is not None:
+                    mac = await reader.readexactly(MAC)
+                    if not hmac.compare_digest(mac, frame_mac(self.secret, header, body)):
+                        self.drops.warn("unauthenticated", "frame from %s fails peer "
+                                        "authentication (wrong or no peer secret); "
+                                        "dropped, closing the connection", remote)
+                        self.stats["frames_unauthenticated"] += 1
+                        return
                 try:
-                    obj = json.loads(body)  # bytes: UTF-8 errors raise ValueError too
-                except ValueError as e:
-                    self.log.warning("malformed frame from %s (%s); dropped, closing the "
-                                     "connection", remote, e)
+                    obj = loads_strict(body)
+                except NotStrictJSON as e:
+                    self.drops.warn("malformed", "malformed frame from %s (%s); dropped, "
+                                    "closing the connection", remote, e)
                     self.stats["frames_malformed"] += 1
                     return
                 self._deliver(obj, remote)
@@ -308,7 +343,7 @@ class Transport:
             if sender not in self.peers:
                 raise ValueError(f"unknown sender {sender!r}")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            self.log.warning("malformed message from %s dropped: %s", remote, e)
+            self.drops.warn("invalid", "malformed message from %s dropped: %s", remote, e)
             self.stats["frames_malformed"] += 1
             return
         self.stats["frames_in"] += 1
