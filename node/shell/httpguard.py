@@ -40,6 +40,15 @@ SWEEP_EVERY_S = 1.0
 _NOISE = (ConnectionError, TimeoutError, OSError)
 
 
+def _waiting_for_a_request(proto: Any) -> bool:
+    """Whether the connection's handler waits for a (complete) request: aiohttp's own
+    idle test for its keep-alive timeout (a pending `_waiter`). A request whose
+    headers arrived, or whose handler is about to run, is never cut off; if aiohttp
+    ever lacks the attribute, no connection counts as idle (nothing is closed)."""
+    waiter = getattr(proto, "_waiter", None)
+    return waiter is not None and not waiter.done()
+
+
 def raise_fd_limit() -> int:
     """Raise the soft open-file limit to the hard one; the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -148,9 +157,13 @@ class ConnectionGuard:
             since = self._quiet_since.setdefault(proto, now)
             if proto in self._busy or now - since < self.idle_timeout_s:
                 continue
+            if not _waiting_for_a_request(proto):
+                # a request arrived and waits for its handler: not quiet any more
+                self._quiet_since[proto] = now
+                continue
             transport = proto.transport
             if transport is not None and not transport.is_closing():
-                transport.close()
+                proto.force_close()
                 closed += 1
             self._quiet_since.pop(proto, None)
         if closed:

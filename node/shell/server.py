@@ -510,6 +510,11 @@ class NodeServer:
                 cmd = parse_request(body)
             except (Malformed, TimeoutError) as e:
                 return self._respond(error_reply(MALFORMED, str(e)))
+            except (ConnectionError, asyncio.IncompleteReadError) as e:
+                # the client went away before its request arrived: nothing was done
+                self.guard.quiet.warn("client-gone", "a client went away before its "
+                                      "request arrived: %s", e)
+                return self._respond(error_reply(MALFORMED, "body: connection lost"))
             except web.HTTPRequestEntityTooLarge:
                 return self._respond(error_reply(MALFORMED, f"body: over {MAX_BODY} bytes"))
             if self.fatal is not None:
