@@ -394,29 +394,46 @@ def test_compose_files_bring_up_a_cluster(engine):
     run_id = "compose-" + os.urandom(3).hex()
     labels = {LABEL_RUN: run_id, LABEL_OWNER: owner_label()}
     net = engine.networks.create(f"raftcheck-{run_id}", driver="bridge", labels=labels)
-    containers = []
+    secret = engine.volumes.create(f"raftcheck-{run_id}-peer-secret", labels=labels)
+    containers = {}
     try:
+        # the one-shot service that makes the cluster's peer secret runs first, to
+        # completion (depends_on: service_completed_successfully)
+        svc = compose["services"]["peer-secret"]
+        c = engine.containers.create(
+            svc["image"], entrypoint=svc["entrypoint"], name=f"raftcheck-{run_id}-secret",
+            user=svc.get("user"),
+            labels=labels, network_mode="none",
+            volumes={secret.name: {"bind": "/secret", "mode": "rw"}})
+        containers["peer-secret"] = c
+        c.start()
+        assert c.wait(timeout=60)["StatusCode"] == 0, c.logs().decode()[-2000:]
         for name, svc in compose["services"].items():
+            if name == "peer-secret":
+                continue
+            named = {secret.name: {"bind": m.split(":")[1], "mode": "ro"}
+                     for m in svc["volumes"] if m.split(":")[0] == "peer-secret"}
             c = engine.containers.create(
                 svc["image"], command=svc["command"], name=f"raftcheck-{run_id}-{name}",
-                labels=labels, network=net.name, hostname=svc["hostname"],
+                labels=labels, network=net.name, hostname=svc["hostname"], volumes=named,
                 networking_config={net.name: engine.api.create_endpoint_config(
                     aliases=[name])})
-            containers.append(c)
+            containers[name] = c
             for mount in svc["volumes"]:
                 src, dst = mount.split(":")[:2]
                 if src.startswith("./"):  # a bind-mounted file: copy it in
                     c.put_archive("/", _tar_file(dst.lstrip("/"),
                                                  (DOCKER_DIR / src).read_text()))
             c.start()
-        ids = [n for n in compose["services"] if n != "toxiproxy"]
-        probe = containers[1].exec_run(["python3", "-c", PROBE, *ids])
+        ids = [n for n in compose["services"] if n not in ("toxiproxy", "peer-secret")]
+        probe = containers["n1"].exec_run(["python3", "-c", PROBE, *ids])
         assert probe.exit_code == 0, probe.output.decode()[-2000:]
         out = json.loads(probe.output.decode().strip().splitlines()[-1])
         assert len(out["proxies"]) == 20
         assert out.get("read") == {"ok": True, "value": 42}, out
     finally:
-        for c in containers:
+        for c in containers.values():
             c.remove(force=True, v=True)
         net.remove()
+        secret.remove(force=True)
     assert objects_of(engine, lambda l: l.get(LABEL_RUN) == run_id) == []
