@@ -47,8 +47,9 @@ class _Flag:
         self.raised = False
 
 
-def _json_decoder(flag: _Flag) -> Any:
-    """Strict-data JSON: NaN, Infinity, numbers that overflow to infinity and
+def _json_decoder(flag: _Flag, long_ints: bool = False) -> Any:
+    """Strict-data JSON: NaN, Infinity, numbers that overflow to infinity and (with
+    `long_ints`: slower, so only for a line whose fast decoding failed on one)
     integers over MAX_INT_DIGITS digits become `Refused` placeholders (and set
     `flag.raised`), so that the validator names their field."""
     def constant(name: str) -> Any:
@@ -71,7 +72,7 @@ def _json_decoder(flag: _Flag) -> Any:
         return bad
 
     return json.JSONDecoder(parse_constant=constant, parse_float=number,
-                            parse_int=integer).decode
+                            parse_int=integer if long_ints else None).decode
 
 
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:]')
@@ -79,9 +80,7 @@ _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:]')
 
 def _too_deep(raw: str) -> tuple[int, str | None] | None:
     """(column, top-level field) where a JSON line nests deeper than MAX_DEPTH levels
-    below the op object, or None. Cheap unless the line has that many brackets."""
-    if raw.count("[") + raw.count("{") <= MAX_DEPTH + 1:
-        return None
+    below the op object, or None."""
     depth, field, last = 0, None, None
     for m in _JSON_TOKEN.finditer(raw):
         tok = m.group()
@@ -220,12 +219,13 @@ def _parse_jsonl(text: str, file: str) -> list[Op]:
     v = Validator(file)
     flag = _Flag()
     decode = _json_decoder(flag)
+    decode_long = _json_decoder(flag, long_ints=True)
     lines = text.split("\n")
     last = len(lines) - 1
     for lineno, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        deep = _too_deep(raw)
+        deep = _too_deep(raw) if raw.count("[") + raw.count("{") > MAX_DEPTH + 1 else None
         if deep is not None:
             raise BadInput(f"nested deeper than {MAX_DEPTH} levels of arrays and "
                            f"objects (at column {deep[0]})", file=file, line=lineno,
@@ -240,6 +240,8 @@ def _parse_jsonl(text: str, file: str) -> list[Op]:
                 break
             raise BadInput(f"not valid JSON ({e.msg} at column {e.colno})",
                            file=file, line=lineno) from None
+        except ValueError:   # Python's limit on integer digits: find the field
+            d = decode_long(raw)
         except RecursionError:   # _too_deep lets no such line through; to be safe
             raise BadInput(f"nested deeper than {MAX_DEPTH} levels of arrays and "
                            "objects", file=file, line=lineno) from None
