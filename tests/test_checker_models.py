@@ -197,3 +197,62 @@ def test_initial_states_a_model_cannot_take(name, initial):
         get_model(name, initial)
     assert e.value.field == "--initial" and name in str(e.value)
     assert get_model("cas-register", {"any": ["json"]}).init() == freeze({"any": ["json"]})
+
+
+def _random_history(rng, model: str) -> list[Op]:
+    """A few overlapping ops, each on its own process: ok, info (or never completed) or
+    fail, with random real-time intervals."""
+    events = []
+    for p in range(rng.randint(1, 6)):
+        call = rng.random()
+        ret = call + rng.random() * 0.6
+        status = rng.choice(["ok", "ok", "ok", "info", "fail", None])
+        if model == "mutex":
+            f, inv, out = rng.choice(["acquire", "release"]), None, None
+        else:
+            f = "txn"
+            micro = [[rng.choice(["read", "write"]), rng.choice("xy"), rng.randint(0, 1)]
+                     for _ in range(rng.randint(1, 2))]
+            inv = [[m[0], m[1], None if m[0] == "read" else m[2]] for m in micro]
+            out = [[m[0], m[1], rng.choice([None, m[2]]) if m[0] == "read" else m[2]]
+                   for m in micro]
+        events.append((call, "invoke", p, f, inv))
+        if status:
+            events.append((ret, status, p, f, out if status == "ok" else inv))
+    events.sort(key=lambda e: e[0])
+    return [Op(i, i, t, p, f, v) for i, (_, t, p, f, v) in enumerate(events)]
+
+
+def _brute_force(ops: list[Op], m) -> bool:
+    """Every order that respects real time; info ops optional, fail ops dropped."""
+    from checker.partition import operations
+    parts, _ = operations(ops, m)
+    todo = parts.get(None, [])
+    inf = float("inf")
+
+    def search(state, remaining) -> bool:
+        if all(o.status == INFO for o in remaining):
+            return True
+        for i, o in enumerate(remaining):
+            if any((x.ret if x.ret is not None else inf) < o.call for x in remaining):
+                continue
+            nxt = m.step(state, o)
+            if not isinstance(nxt, Illegal) and search(nxt, remaining[:i] + remaining[i + 1:]):
+                return True
+        return False
+    return search(m.init(), todo)
+
+
+@pytest.mark.parametrize("model", ["mutex", "multi-register"])
+def test_knossos_models_agree_with_a_brute_force(model):
+    import random
+    from checker import check
+    rng = random.Random(12)
+    verdicts = set()
+    for _ in range(400):
+        ops = _random_history(rng, model)
+        m = get_model(model)
+        expected = _brute_force(ops, m)
+        verdicts.add(expected)
+        assert check(ops, m, shrink=False).valid is expected, [o.to_dict() for o in ops]
+    assert verdicts == {True, False}
