@@ -1,8 +1,10 @@
 """`raftcheck check FILE...`: check history files for linearizability.
 
 For each file, prints ``FILE<TAB>true|false|unknown`` and, unless it is valid, the
-explanation (with --json: one JSON object per file and line instead). Exit code:
-the worst over the files (SPEC section 3): a bad input (254) beats an invalid
+explanation; a valid history with no completed op gets a "nothing observed" note
+(with --json: one JSON object per file and line instead). Flags and the --html
+target are checked before any file is; every bad input is one line on stderr. Exit
+code: the worst over the files (SPEC section 3): a bad input (254) beats an invalid
 history (1), which beats unknown (2), which beats valid (0). Progress goes to stderr.
 """
 
@@ -26,9 +28,10 @@ _RANK = {0: 0, 2: 1, 1: 2, 254: 3, 255: 4}
 MAX_MEMORY_MB = 1e9      # a bound that still converts to bytes as an integer
 
 
-def _number(name: str, zero_ok: bool = False, maximum: float | None = None):
+def _number(name: str, zero_ok: bool = False, maximum: float | None = None,
+            hint: str = ""):
     """An argparse type: a finite number above 0 (or 0 and above, with `zero_ok`),
-    at most `maximum`. inf and nan are refused: leave a limit out for none."""
+    at most `maximum`. inf and nan are refused (`hint` says what to do instead)."""
     def parse(text: str) -> float:
         try:
             v = float(text)
@@ -36,9 +39,7 @@ def _number(name: str, zero_ok: bool = False, maximum: float | None = None):
             raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}")
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(
-                f"{name} must be a finite number, not {text!r}"
-                + ("" if name == "--failure-grace" else " (leave it out for no limit)"
-                   if name == "--time-limit" else ""))
+                f"{name} must be a finite number, not {text!r}{hint}")
         if not (v >= 0 if zero_ok else v > 0):
             raise argparse.ArgumentTypeError(
                 f"{name} must be {'0 or more' if zero_ok else 'positive'}, not {text!r}")
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "\"free\" or \"locked\" for mutex (default \"free\")")
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="history format (default auto: detected per file)")
-    parser.add_argument("--time-limit", type=_number("--time-limit"), default=None,
+    parser.add_argument("--time-limit", type=_number("--time-limit",
+                        hint=" (leave it out for no limit)"), default=None,
                         metavar="S", help="seconds per file before the verdict is "
                         "unknown (default: none)")
     parser.add_argument("--memory-limit", type=_number("--memory-limit",

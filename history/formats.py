@@ -5,8 +5,11 @@ three of them into `history.ops.Op` lists (SPEC section 2):
 
 - ``jsonl``: our own history.jsonl, one JSON object per line, validated strictly:
   every malformed line, unknown type, completion without an invoke, second open op
-  on one process, or completion whose f/key differ from its invoke is one `BadInput`
-  naming the file, the line and the field.
+  on one process, completion whose f/key differ from its invoke, ok read without a
+  value, or value that is not plain JSON data (NaN, Infinity, an integer over 4,300
+  digits, nesting over 64 levels, a lone surrogate: history.validation) is one
+  `BadInput` naming the file, the line and the field. A whole file that is one JSON
+  array is refused with a hint.
 - ``edn`` (history.importers): Jepsen EDN histories, op maps one per line or inside one vector; keyword
   values become strings; Jepsen's independent keys (``:value [k v]`` on every client
   op) become ``key``/``value``; ``:key`` is kept as is (Porcupine's kv corpus).
@@ -18,7 +21,9 @@ three of them into `history.ops.Op` lists (SPEC section 2):
   porcupine_test.go, ``:fail :cas`` is a compare that failed (``error:
   "precondition-failed"``) and ``:timed-out`` completions are uncertain.
 
-``auto`` picks one from the first non-blank line. `write_txt` exports history.txt,
+``auto`` picks one from the first non-blank line (EDN comment lines skipped); a
+forced format that would find no ops in a file whose first line shows another one is
+bad input (field ``--format``). `write_txt` exports history.txt,
 where line N+1 holds the op with index N.
 """
 
