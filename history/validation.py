@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 from history.errors import BadInput
@@ -40,10 +41,12 @@ class Refused:
 
 
 def refused_number(text: str) -> Any:
-    """A JSON or EDN number token that is not plain data, as a `Refused`; else None."""
+    """An integer token too long to keep, as a `Refused`; else None. The bound is
+    MAX_INT_DIGITS, or this Python's own limit if it was set lower."""
     digits = len(text.lstrip("+-"))
-    if text.lstrip("+-").isdigit() and digits > MAX_INT_DIGITS:
-        return Refused(f"an integer of {digits:,} digits (at most {MAX_INT_DIGITS:,}: "
+    limit = min(MAX_INT_DIGITS, sys.get_int_max_str_digits() or MAX_INT_DIGITS)
+    if digits > limit and text.lstrip("+-").isdigit():
+        return Refused(f"an integer of {digits:,} digits (at most {limit:,}: "
                        "Python's limit for reading and printing integers)")
     return None
 
