@@ -237,7 +237,12 @@ def _parse_jsonl(text: str, file: str) -> list[Op]:
                            field=deep[1])
         flag.raised = False
         try:
-            d = decode(raw)
+            try:
+                d = decode(raw)
+            except json.JSONDecodeError:
+                raise
+            except ValueError:   # Python's limit on integer digits: find the field
+                d = decode_long(raw)
         except json.JSONDecodeError as e:
             if lineno - 1 == last and not text.endswith("\n"):
                 # A crashed run may leave a half-written last line: say so, keep the rest.
@@ -245,8 +250,6 @@ def _parse_jsonl(text: str, file: str) -> list[Op]:
                 break
             raise BadInput(f"not valid JSON ({e.msg} at column {e.colno})",
                            file=file, line=lineno) from None
-        except ValueError:   # Python's limit on integer digits: find the field
-            d = decode_long(raw)
         except RecursionError:   # _too_deep lets no such line through; to be safe
             raise BadInput(f"nested deeper than {MAX_DEPTH} levels of arrays and "
                            "objects", file=file, line=lineno) from None

@@ -287,6 +287,18 @@ def test_jsonl_values_at_the_limits_are_kept(tmp_path):
     write_txt(ops, tmp_path / "history.txt")   # and they can be written back
 
 
+def test_a_truncated_last_line_with_a_long_integer_is_still_skipped(tmp_path):
+    path = write_lines(tmp_path / "h.jsonl", GOOD[:3])
+    with open(path, "a") as f:
+        f.write('{"index":3,"time":3,"value":' + "1" * 5000 + ',"type":"inv')
+    assert len(read_history(path)) == 3
+    with open(path, "a") as f:
+        f.write('"}\n{"index":4}\n')       # not the last line after all: bad input
+    with pytest.raises(BadInput) as e:
+        read_history(path)
+    assert (e.value.line, e.value.field) == (4, "value") and "5,000 digits" in str(e.value)
+
+
 def test_a_field_name_with_a_lone_surrogate(tmp_path):
     err = _bad(tmp_path / "h.jsonl", (W % 1)[:-1] + ',"n\\ud800":2}\n')
     assert err.line == 1 and "field name" in str(err)
