@@ -1,8 +1,10 @@
 """`raftcheck check FILE...`: check history files for linearizability.
 
 For each file, prints ``FILE<TAB>true|false|unknown`` and, unless it is valid, the
-explanation (with --json: one JSON object per file and line instead). Exit code:
-the worst over the files (SPEC section 3): a bad input (254) beats an invalid
+explanation; a valid history with no completed op gets a "nothing observed" note
+(with --json: one JSON object per file and line instead). Flags and the --html
+target are checked before any file is; every bad input is one line on stderr. Exit
+code: the worst over the files (SPEC section 3): a bad input (254) beats an invalid
 history (1), which beats unknown (2), which beats valid (0). Progress goes to stderr.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -21,16 +25,27 @@ EXIT = {True: 0, False: 1, "unknown": 2}
 _RANK = {0: 0, 2: 1, 1: 2, 254: 3, 255: 4}
 
 
-def _number(name: str, zero_ok: bool = False):
-    """An argparse type: a number above 0 (or 0 and above, with `zero_ok`)."""
+MAX_MEMORY_MB = 1e9      # a bound that still converts to bytes as an integer
+
+
+def _number(name: str, zero_ok: bool = False, maximum: float | None = None,
+            hint: str = ""):
+    """An argparse type: a finite number above 0 (or 0 and above, with `zero_ok`),
+    at most `maximum`. inf and nan are refused (`hint` says what to do instead)."""
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}")
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a finite number, not {text!r}{hint}")
         if not (v >= 0 if zero_ok else v > 0):
             raise argparse.ArgumentTypeError(
                 f"{name} must be {'0 or more' if zero_ok else 'positive'}, not {text!r}")
+        if maximum is not None and v > maximum:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be at most {maximum:,.0f}, not {text!r}")
         return v
     return parse
 
@@ -39,12 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="history files")
     parser.add_argument("--model", default="cas-register", choices=sorted(MODELS),
                         help="the model to check against (default cas-register)")
+    parser.add_argument("--initial", default=None, metavar="JSON",
+                        help="the model's initial state, as JSON: a value for register "
+                        "and cas-register (default null), a string for kv (default \"\"),"
+                        " an object {key: value} for multi-register (default {}), "
+                        "\"free\" or \"locked\" for mutex (default \"free\")")
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="history format (default auto: detected per file)")
-    parser.add_argument("--time-limit", type=_number("--time-limit"), default=None,
+    parser.add_argument("--time-limit", type=_number("--time-limit",
+                        hint=" (leave it out for no limit)"), default=None,
                         metavar="S", help="seconds per file before the verdict is "
                         "unknown (default: none)")
-    parser.add_argument("--memory-limit", type=_number("--memory-limit"), default=1024,
+    parser.add_argument("--memory-limit", type=_number("--memory-limit",
+                                                       maximum=MAX_MEMORY_MB), default=1024,
                         metavar="MB", help="memory budget of the search per file "
                         "(default 1024)")
     parser.add_argument("--failure-grace", type=_number("--failure-grace", zero_ok=True),
@@ -69,13 +91,51 @@ def _html_path(out: str, file: str, n_files: int) -> Path:
     return folder / (Path(file).name + ".html")
 
 
+def check_html_target(out: str, n_files: int) -> None:
+    """Before any check: --html must name a file we can write (one history) or a
+    folder we can make or write into (several); else `BadInput` for --html."""
+    path = Path(out)
+    if n_files == 1 and path.is_dir():
+        raise BadInput(f"{out} is a folder; with one history, --html names the "
+                       "report file (for example report.html)", field="--html")
+    if n_files > 1 and path.exists() and not path.is_dir():
+        raise BadInput(f"{out} is not a folder; with several histories, --html names "
+                       "a folder for one report per history", field="--html")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise BadInput(f"cannot write {out} (permission denied)", field="--html")
+    parent = path.absolute().parent if n_files == 1 or not path.exists() else path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInput(f"cannot write {out}: {parent} is not a folder", field="--html")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"cannot write {out}: {parent} is not writable", field="--html")
+
+
+def parse_initial(text: str) -> object:
+    """--initial: strict JSON data (no NaN, no deep nesting), or `BadInput`."""
+    from history.validation import value_problem
+
+    def refuse(name: str) -> None:
+        raise BadInput(f"{name} is refused: JSON has no NaN or Infinity",
+                       field="--initial")
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as e:
+        raise BadInput(f"not valid JSON ({e})", field="--initial") from None
+    why = value_problem(value, "--initial")
+    if why:
+        raise BadInput(why, field="--initial")
+    return value
+
+
 def _check_one(args: argparse.Namespace, file: str) -> int:
     from checker import check
     from history.formats import read_history
 
     ops = read_history(file, args.format)
     progress = (lambda msg: print(f"{file}: {msg}", file=sys.stderr, flush=True))
-    result = check(ops, model=args.model, time_limit=args.time_limit,
+    result = check(ops, model=args.model_obj, time_limit=args.time_limit,
                    memory_limit_mb=args.memory_limit, shrink=not args.no_shrink,
                    progress=progress, failure_grace_s=args.failure_grace)
     verdict = json.dumps(result.valid).strip('"')
@@ -85,16 +145,38 @@ def _check_one(args: argparse.Namespace, file: str) -> int:
         print(f"{file}\t{verdict}", flush=True)
         if result.valid is not True:
             print(result.explain(), flush=True)
+        elif result.note:
+            print(f"  note: {result.note}", flush=True)
     if args.html:
-        out = _html_path(args.html, file, len(args.files))
+        try:
+            out = _html_path(args.html, file, len(args.files))
+        except OSError as e:
+            return _html_failed(file, f"cannot make the folder {args.html}: "
+                                      f"{e.strerror or e}")
         from report.page import render_report  # here: it loads matplotlib
-        for w in render_report(ops, result, None, out) or []:
+        warnings = render_report(ops, result, None, out) or []
+        failed = [w for w in warnings if w.startswith("report: cannot write")]
+        if failed:
+            return _html_failed(file, failed[0][len("report: "):])
+        for w in warnings:
             print(f"{file}: report: {w}", file=sys.stderr)
         print(f"{file}: report written to {out}", file=sys.stderr)
     return EXIT[result.valid]
 
 
+def _html_failed(file: str, why: str) -> int:
+    """The verdict stands (it is printed); the report could not be written: 254."""
+    print(f"raftcheck: error: {BadInput(why, file=file, field='--html')}",
+          file=sys.stderr, flush=True)
+    return 254
+
+
 def run(args: argparse.Namespace) -> int:
+    from checker.models import get_model
+    initial = None if args.initial is None else parse_initial(args.initial)
+    args.model_obj = get_model(args.model, initial)
+    if args.html:
+        check_html_target(args.html, len(args.files))
     worst = 0
     for file in args.files:
         try:

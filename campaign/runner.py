@@ -339,8 +339,8 @@ def check_history(ops: list[Op], test: dict, final_start_ns: int | None = None,
     check_s = time.monotonic() - t0
     st = stats_mod.compute(ops, final_start_ns)
     faults_requested = bool(opts.get("nemesis"))
-    reason = stats_mod.vacuity(st, faults_requested,
-                               opts.get("min_ok", stats_mod.DEFAULT_MIN_OK))
+    reason = stats_mod.vacuity(st, faults_requested, opts.get(
+        "min_ok", stats_mod.DEFAULT_MIN_OK), check_result.nothing_observed)
     checkers = {"linearizable": linearizable,
                 "vacuity": {"valid": "unknown" if reason else True, "reason": reason}}
     valid = stats_mod.worst(c.get("valid") for c in checkers.values())

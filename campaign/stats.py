@@ -14,7 +14,10 @@ how the nemesis chose the nodes), with the bytes of unsynced writes that kills l
 The *vacuity rule*: a run that proves little is never called valid. If faults were
 asked for and no op succeeded while one was active (or no fault ever started), or the
 run had fewer than `min_ok` successful ops, the run is vacuous and a valid check
-becomes "unknown" (an invalid check stays invalid: a violation is a violation).
+becomes "unknown" (an invalid check stays invalid: a violation is a violation). A run
+whose history has no completed client op at all is vacuous whatever `min_ok` says:
+the checker calls such a history linearizable, as Knossos and Porcupine do, with a
+"nothing observed" note (`CheckResult.nothing_observed`).
 """
 
 from __future__ import annotations
@@ -156,9 +159,12 @@ def _union(intervals: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
 
 
 def vacuity(stats: dict[str, Any], faults_requested: bool,
-            min_ok: int = DEFAULT_MIN_OK) -> str | None:
-    """Why the run is vacuous, or None if it is not (see the module docstring)."""
+            min_ok: int = DEFAULT_MIN_OK, nothing_observed: bool = False) -> str | None:
+    """Why the run is vacuous, or None if it is not (see the module docstring).
+    `nothing_observed`: the checker found no completed client op in the history."""
     ok = stats["by_type"][OK]
+    if nothing_observed and ok >= min_ok:  # min_ok 0: still, nothing was observed
+        return "the history has no completed client operation to check"
     if ok < min_ok:
         return f"only {ok} successful ops (fewer than {min_ok})"
     if faults_requested:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from checker.models import FAIL, Illegal, Model, Operation, show, thaw
+from checker.models import Illegal, Model, Operation, show, thaw
 from checker.search import SearchResult
 
 PREFIX_SHOWN = 8      # prefix entries shown in text (all are in the JSON)
@@ -31,7 +31,7 @@ def _writer_of(prefix: list[tuple[int, Hashable]], ops: list[Operation],
     """The op that set the state after the prefix: its last state-changing op."""
     for oid, _ in reversed(prefix):
         op = ops[oid]
-        if op.f not in model.read_fs and op.status != FAIL:
+        if model.changes(op):
             return op
     return None
 
@@ -54,7 +54,7 @@ def explain_failure(key: Any, ops: list[Operation], model: Model,
         reason = outcome.reason
         w = _writer_of(res.prefix, ops, model)
         if w is not None:
-            reason += f", written by op {w.index}"
+            reason += f", {model.writer_word} by op {w.index}"
             if w.f not in ("write", "put"):
                 reason += f" ({model.describe(w)})"
         else:
@@ -97,6 +97,8 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
              f"valid: {word} ({verdict}; {what})"]
     if v == "unknown" and d.get("unknown_reason"):
         lines.append(f"  unknown because: {d['unknown_reason']}")
+    if d.get("note"):
+        lines.append(f"  note: {d['note']}")
     fails = d.get("failures", [])
     if fails and not (len(fails) == 1 and fails[0]["key"] is None):
         names = ", ".join(show(fl["key"]) for fl in fails[:SUMMARY_KEYS])
@@ -115,7 +117,8 @@ def render(d: dict, describe_ops: dict | None = None) -> str:
             lines.append(f"  ... {len(unknown_keys) - 5} more keys unknown")
     for fl in fails[:FAILURES_SHOWN]:
         op = fl["op"]
-        lines.append("the register: not linearizable" if fl["key"] is None
+        lines.append(f"the {'register' if d['model'] in ('register', 'cas-register') else d['model']}: "
+                     "not linearizable" if fl["key"] is None
                      else f"key {show(fl['key'])}: not linearizable")
         lines.append(f"  first op that cannot be linearized: op {op['index']} "
                      f"(history.txt line {fl['line']}, invoked at line "

@@ -154,9 +154,23 @@ class Model:
     # tries info ops only when they make some candidate legal (`precondition`).
     # False for kv (append).
     info_unlocks = False
+    writer_word = "written"   # explanations: "..., written by op 3"
+    initial_help = "any JSON value (default null)"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = initial   # the initial state as JSON; None: the model's default
+        self.check_initial()
+
+    def check_initial(self) -> None:
+        """Raise BadInput (for --initial) if `initial` is no state of this model."""
+
+    def _bad_initial(self) -> BadInput:
+        return BadInput(f"{show(self.initial)} is not an initial state of the "
+                        f"{self.name} model (it takes {self.initial_help})",
+                        field="--initial")
 
     def init(self) -> Hashable:
-        return None
+        return freeze(self.initial)
 
     def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
         raise NotImplementedError
@@ -188,6 +202,10 @@ class Model:
             raise BadInput(f"{op.f!r} is not an operation of the {self.name} model "
                            f"(it has {', '.join(sorted(self.fs))}); op {op.index} "
                            f"(history.txt line {op.index + 1})", field="f")
+
+    def changes(self, op: Operation) -> bool:
+        """Whether `op` may change the state (explanations name the last such op)."""
+        return op.f not in self.read_fs and op.status != FAIL
 
     def relevant(self, op: Operation) -> bool:
         """False for ops that can change nothing and observe nothing (info reads)."""
@@ -281,9 +299,14 @@ class KVModel(Model):
     name = "kv"
     fs = frozenset({"get", "put", "append"})
     read_fs = frozenset({"get"})
+    initial_help = 'a string (default "")'
+
+    def check_initial(self) -> None:
+        if self.initial is not None and not isinstance(self.initial, str):
+            raise self._bad_initial()
 
     def init(self) -> Hashable:
-        return ""
+        return "" if self.initial is None else self.initial
 
     def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
         f = op.f
@@ -307,16 +330,121 @@ class KVModel(Model):
         return f"{op.f}({show(op.input)})"
 
 
+class MutexModel(Model):
+    """Knossos's mutex: one lock, free at first; acquire takes a free lock, release
+    frees a held one (by any process, as in Knossos); anything else cannot happen."""
+
+    name = "mutex"
+    fs = frozenset({"acquire", "release"})
+    info_unlocks = True     # each op is legal in one state only
+    writer_word = "set"
+    FREE, LOCKED = "free", "locked"
+    initial_help = '"free" (the default) or "locked"'
+
+    def check_initial(self) -> None:
+        if self.initial not in (None, self.FREE, self.LOCKED):
+            raise self._bad_initial()
+
+    def init(self) -> Hashable:
+        return self.FREE if self.initial is None else self.initial
+
+    def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
+        if op.f == "acquire":
+            if state == self.FREE:
+                return self.LOCKED
+            return Illegal("acquire, but the lock is already held")
+        if state == self.LOCKED:
+            return self.FREE
+        return Illegal("release, but the lock is not held")
+
+    def precondition(self, op: Operation) -> tuple[str, Hashable]:
+        return ("eq", self.FREE if op.f == "acquire" else self.LOCKED)
+
+    def describe(self, op: Operation) -> str:
+        return f"{op.f}()" + (" -> ?" if op.status == INFO else "")
+
+    def describe_state(self, state: Hashable) -> str:
+        return str(state)
+
+
+def _key_order(kv: tuple) -> tuple:
+    return (type(kv[0]) is str, kv[0])
+
+
+class MultiRegisterModel(Model):
+    """Knossos's multi-register: several registers (by key), null at first. The one
+    op, ``txn``, has a list of micro-ops ``[f, key, value]`` as its value, applied in
+    order: ``["write", k, v]`` sets k; ``["read", k, v]`` saw v in k. As in Knossos, a
+    read of null is always legal (not known: an invoke's reads are null); the ok
+    completion's value, with what each read saw, is the transaction that ran."""
+
+    name = "multi-register"
+    fs = frozenset({"txn"})
+    MICRO = ("read", "write")
+    initial_help = 'an object {key: value} (default {}: every register null)'
+
+    def check_initial(self) -> None:
+        if self.initial is not None and not isinstance(self.initial, dict):
+            raise self._bad_initial()
+
+    def init(self) -> Hashable:
+        regs = {k: freeze(v) for k, v in (self.initial or {}).items()}
+        return _Obj(sorted(regs.items(), key=_key_order))
+
+    def step(self, state: Hashable, op: Operation) -> Hashable | Illegal:
+        regs = dict(state)  # type: ignore[arg-type]
+        for f, k, v in (op.output if op.status == OK else op.input):
+            if f == "write":
+                regs[k] = freeze(v)
+            elif v is not None and freeze(v) != regs.get(k):
+                return Illegal("read {} from {}, but it holds {}", freeze(v), k, regs.get(k))
+        return _Obj(sorted(regs.items(), key=_key_order))
+
+    def changes(self, op: Operation) -> bool:
+        txn = op.output if op.status == OK else op.input
+        return any(m[0] == "write" for m in txn or [])
+
+    def describe(self, op: Operation) -> str:
+        txn = op.output if op.status == OK else op.input
+        parts = []
+        for f, k, v in txn or []:
+            if f == "write":
+                parts.append(f"write({show(k)}, {show(v)})")
+            else:
+                seen = show(v) if op.status == OK and v is not None else "?"
+                parts.append(f"read({show(k)}) -> {seen}")
+        return f"txn[{', '.join(parts)}]"
+
+    def check_op(self, op: Op) -> None:
+        super().check_op(op)
+        if op.type not in ("invoke", "ok"):
+            return
+        v = op.value
+        where = f"op {op.index} (history.txt line {op.index + 1})"
+        if not isinstance(v, list):
+            raise BadInput(f"a txn value must be a list of [f, key, value] micro-ops, "
+                           f"not {show(v)}; {where}", field="value")
+        for m in v:
+            if not (isinstance(m, list) and len(m) == 3 and m[0] in self.MICRO
+                    and (type(m[1]) is str or type(m[1]) is int)):
+                raise BadInput(f"a micro-op must be [\"read\" or \"write\", key (a "
+                               f"string or an integer), value], not {show(m)}; {where}",
+                               field="value")
+
+
 MODELS: dict[str, type[Model]] = {m.name: m for m in (RegisterModel, CasRegisterModel,
-                                                      KVModel)}
+                                                      KVModel, MutexModel,
+                                                      MultiRegisterModel)}
 
 
-def get_model(name: str | Model) -> Model:
-    """A model by name (`MODELS`); raise BadInput for an unknown one."""
+def get_model(name: str | Model, initial: Any = None) -> Model:
+    """A model by name (`MODELS`), starting from `initial` (JSON; None: the model's
+    default); raise BadInput for an unknown model or an initial state it cannot take."""
     if isinstance(name, Model):
         return name
     try:
-        return MODELS[name]()
+        cls = MODELS[name]
     except KeyError:
         raise BadInput(f"unknown model {name!r} (one of {', '.join(MODELS)})",
                        field="--model") from None
+    return cls(initial)

@@ -122,12 +122,12 @@ def _init_worker(stop_event: Any) -> None:
     _STOP = stop_event
 
 
-def _search_job(rows: list[tuple], model_name: str, deadline: float | None,
+def _search_job(rows: list[tuple], model_name: str, initial: Any, deadline: float | None,
                 memory_limit_bytes: int | None, label: str) -> SearchResult:
     ops = [Operation(*row, None, None) for row in rows]  # type: ignore[arg-type]
     stop = _STOP.is_set if _STOP is not None else None
-    return search(ops, get_model(model_name), deadline, memory_limit_bytes, None, label,
-                  stop=stop)
+    return search(ops, get_model(model_name, initial), deadline, memory_limit_bytes,
+                  None, label, stop=stop)
 
 
 def _grace_over(k: Any, bad: Any, explored: int, elapsed: float,
@@ -241,8 +241,9 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
                              initializer=_init_worker, initargs=(stop,)) as pool:
         # biggest keys first, so that the slowest one starts early
         order = sorted(parts, key=lambda k: -len(parts[k]))
-        futs = {pool.submit(_search_job, _rows(parts[k]), model.name, deadline, per_worker,
-                            f" on key {key_label(k)}"): k for k in order}
+        futs = {pool.submit(_search_job, _rows(parts[k]), model.name, model.initial,
+                            deadline, per_worker, f" on key {key_label(k)}"): k
+                for k in order}
         for fut in as_completed(futs):
             k = futs[fut]
             res = fut.result()

@@ -21,7 +21,8 @@ from typing import Any, Iterable
 
 from history.errors import BadInput
 from history.ops import FAIL, INVOKE, NEMESIS, TYPES, Op
-from history.validation import Validator
+from history.validation import (MAX_DEPTH, Refused, Validator, refused_number,
+                                value_problem)
 
 
 # ------------------------------------------------------------------------------ edn
@@ -49,6 +50,8 @@ _EDN_TOKEN = re.compile(r"""
 _INT = re.compile(r"[+-]?\d+N?$")
 _FLOAT = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?M?$")
 _CLOSERS = {"[": "]", "(": ")", "{": "}", "#{": "}"}
+_SPECIAL = {"##Inf", "##-Inf", "##NaN"}
+_MAX_NESTING = MAX_DEPTH + 3   # a value inside a [k v] tuple, an op map, the vector
 _STR_ESC = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "b": "\b", "f": "\f"}
 
 
@@ -71,7 +74,9 @@ def _edn_atom(tok: str) -> Any:
     if tok[0] == ":":
         return _Keyword(tok[1:])
     if _INT.match(tok):
-        return int(tok.rstrip("N"))
+        return refused_number(tok.rstrip("N")) or int(tok.rstrip("N"))
+    if tok in _SPECIAL:
+        return Refused(f"{tok} is refused: JSON has no NaN or Infinity")
     if _FLOAT.match(tok):
         return float(tok.rstrip("M"))
     return _Keyword(tok)  # a symbol: keep its name
@@ -98,6 +103,9 @@ def _edn_values(text: str, start: int = 0) -> Iterable[tuple[int, Any, list[int]
             continue
         if kind == "open":
             stack.append((tok, [], tpos, []))
+            if len(stack) > _MAX_NESTING:
+                raise _EdnError(f"nested deeper than {MAX_DEPTH} levels of vectors, "
+                                "lists, maps and sets", tpos)
             continue
         if kind == "close":
             if not stack:
@@ -177,6 +185,7 @@ def parse_edn(text: str, file: str) -> list[Op]:
     client = [d for _, d in maps if d.get("process") != NEMESIS]
     independent = bool(client) and all(
         "key" not in d and isinstance(d.get("value"), list) and len(d["value"]) == 2
+        and not isinstance(d["value"][0], (list, dict))   # a txn: [[f k v] ...]
         for d in client)
     v = Validator(file)
     ops: list[Op] = []
@@ -186,7 +195,8 @@ def parse_edn(text: str, file: str) -> list[Op]:
             op[str(k)] = _plain(x)
         if independent and op.get("process") != NEMESIS:
             op["key"], op["value"] = op["value"][0], op["value"][1]
-        if "key" in op and not (isinstance(op["key"], str) or type(op["key"]) is int):
+        if "key" in op and not (isinstance(op["key"], str) or type(op["key"]) is int) \
+                and value_problem(op["key"], "key") is None:  # else: the validator says
             op["key"] = json.dumps(op["key"], separators=(",", ":"))
         if op.get("type") == FAIL:
             # Jepsen :fail ops carry no reason the checker may use: dropped, as in Knossos.
@@ -204,13 +214,15 @@ _PORC = re.compile(r"^INFO\s+jepsen\.util\s+-\s+(\S+)\s+:(\S+)\s+:(\S+)\s*(.*?)\
 _PORC_VALUE = re.compile(r"^(nil|-?\d+|\[\s*(-?\d+|nil)\s+(-?\d+|nil)\s*\]|:[\w\-]+)$")
 
 
+def _porc_int(s: str) -> Any:
+    return None if s == "nil" else (refused_number(s) or int(s))
+
+
 def _porc_value(s: str) -> Any:
-    if s == "nil":
-        return None
     if s.startswith("["):
         a, b = s[1:-1].split()
-        return [None if a == "nil" else int(a), None if b == "nil" else int(b)]
-    return int(s)
+        return [_porc_int(a), _porc_int(b)]
+    return _porc_int(s)
 
 
 def parse_porcupine(text: str, file: str) -> list[Op]:

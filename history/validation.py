@@ -3,18 +3,92 @@
 A `Validator` turns one decoded op (a dict) into an `Op`, checking each field and
 that invokes and completions pair up per process (docs/spec.md section 2); the
 first problem is one `BadInput` naming the file, the line and the field.
+
+Every field's value must be plain JSON data that survives a round trip (SPEC section
+2): no NaN or infinite number, no integer over `MAX_INT_DIGITS` digits (Python's limit
+on reading and printing integers), no nesting deeper than `MAX_DEPTH` arrays and
+objects, no lone surrogate in a string. A reader marks what it could not even build
+with a `Refused` placeholder, and `value_problem` finds it, with its place.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import sys
 from typing import Any
 
 from history.errors import BadInput
-from history.ops import INVOKE, NEMESIS, TYPES, _ABSENT, Op
+from history.ops import INVOKE, NEMESIS, OK, TYPES, _ABSENT, Op
 
 KNOWN_FIELDS = frozenset({"index", "time", "type", "process", "f", "key", "value",
                           "node", "error"})
+MAX_DEPTH = 64            # arrays and objects inside one field's value
+MAX_INT_DIGITS = 4300     # Python's default int_max_str_digits
+READ_FS = frozenset({"read", "get"})   # an ok completion of these must say what it read
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Refused:
+    """A placeholder a reader puts where a value cannot be kept (NaN, Infinity, an
+    integer too long to read); `why` says what it was."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def refused_number(text: str) -> Any:
+    """An integer token too long to keep, as a `Refused`; else None. The bound is
+    MAX_INT_DIGITS, or this Python's own limit if it was set lower."""
+    digits = len(text.lstrip("+-"))
+    limit = min(MAX_INT_DIGITS, sys.get_int_max_str_digits() or MAX_INT_DIGITS)
+    if digits > limit and text.lstrip("+-").isdigit():
+        return Refused(f"an integer of {digits:,} digits (at most {limit:,}: "
+                       "Python's limit for reading and printing integers)")
+    return None
+
+
+def _where(path: str) -> str:
+    return f" (at {path})" if "[" in path else ""
+
+
+def value_problem(v: Any, path: str, depth: int = 0) -> str | None:
+    """Why `v` (found at `path`) is not plain JSON data, or None (see the docstring)."""
+    t = type(v)
+    if t is str:
+        if _SURROGATE.search(v):
+            return (f"a string holds a lone surrogate (U+{ord(_SURROGATE.search(v)[0]):04X}),"
+                    f" which is not text{_where(path)}")
+        return None
+    if t is int or v is None or t is bool:
+        return None
+    if t is float:
+        if not math.isfinite(v):
+            return f"{v} is refused: JSON has no NaN or Infinity{_where(path)}"
+        return None
+    if t is Refused:
+        return f"{v.why}{_where(path)}"
+    if t is list or t is dict:
+        if depth >= MAX_DEPTH:
+            return (f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
+                    f"{_where(path)}")
+        if t is list:
+            for i, x in enumerate(v):
+                why = value_problem(x, f"{path}[{i}]", depth + 1)
+                if why:
+                    return why
+            return None
+        for k, x in v.items():
+            if type(k) is str and _SURROGATE.search(k):
+                return f"an object key holds a lone surrogate (in {path})"
+            why = value_problem(x, f"{path}[{json.dumps(k)}]", depth + 1)
+            if why:
+                return why
+        return None
+    return f"a {t.__name__} is not JSON data{_where(path)}"
 
 
 class Validator:
@@ -27,7 +101,18 @@ class Validator:
     def bad(self, msg: str, line: int, field: str | None = None) -> BadInput:
         return BadInput(msg, file=self.file, line=line, field=field)
 
-    def op_from_dict(self, d: dict, line: int, position: int, strict_index: bool) -> Op:
+    def op_from_dict(self, d: dict, line: int, position: int, strict_index: bool,
+                     scan: bool = True) -> Op:
+        """An `Op` from one decoded op; `scan` False: the reader vouches that every
+        value is plain JSON data (see the module docstring)."""
+        if scan:
+            for name, x in d.items():
+                if type(name) is str and _SURROGATE.search(name):
+                    raise self.bad("a field name holds a lone surrogate", line,
+                                   name.encode("utf-8", "backslashreplace").decode())
+                why = value_problem(x, name)
+                if why:
+                    raise self.bad(why, line, name)
         for name in ("type", "process", "f"):
             if name not in d:
                 raise self.bad("missing", line, name)
@@ -66,6 +151,9 @@ class Validator:
         if err is not None and not isinstance(err, str):
             err = json.dumps(err, separators=(",", ":"))
         value = d.get("value")
+        if typ == OK and f in READ_FS and proc != NEMESIS and "value" not in d:
+            raise self.bad(f"missing: an ok {f} must say what it read (null if "
+                           "nothing was ever written)", line, "value")
         if f == "cas" and proc != NEMESIS and typ == INVOKE:
             if not (isinstance(value, list) and len(value) == 2):
                 raise self.bad(f"a cas value must be [from, to], not {json.dumps(value)}",

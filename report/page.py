@@ -216,6 +216,8 @@ def _summary(results: dict, test: dict | None) -> str:
         why = res.get("unknown_reason") or res.get("reason") or res.get("error")
         if res.get("valid") is not True and why:
             text += f" ({why})"
+        elif res.get("note"):
+            text += f" ({res['note']})"
         if res.get("op_count") is not None:
             text += f"; {res['op_count']:,} history events"
         out.append(f"<p class=\"explain\">{_e(text)}</p>")

@@ -160,3 +160,138 @@ def test_several_invalid_keys_are_all_reported(tmp_path):
     (obj,) = [json.loads(line) for line in out.splitlines()]
     assert [fl["key"] for fl in obj["failures"]] == [1, 4, 5]
     assert all(fl["shrunk"] for fl in obj["failures"])
+
+
+# ------------------------------------------------------------------ odd input (issue 12)
+
+DATA = ROOT / "tests" / "data"
+
+
+def one_error_line(code, out, err, file, *words):
+    """Exit 254, one line on stderr that names the file (and line and field)."""
+    assert code == 254, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert lines[0].startswith(f"raftcheck: error: {file}") or file is None, lines[0]
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("events", [[], [("invoke", 0, "write", 1)],
+                                    [("invoke", 0, "write", 1), ("info", 0, "write", 1),
+                                     ("invoke", 1, "read", None), ("fail", 1, "read", None)]])
+def test_nothing_observed_is_valid_with_a_note(tmp_path, events):
+    path = write(tmp_path / "h.jsonl", events)
+    code, out, err = run(path)
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    assert lines[0] == f"{path}\ttrue"
+    assert lines[1].startswith("  note: nothing observed")
+    code, out, _ = run("--json", path)
+    obj = json.loads(out)
+    assert code == 0 and obj["valid"] is True and obj["note"].startswith("nothing observed")
+
+
+OK_READ = [("invoke", 0, "write", 1), ("ok", 0, "write", 1), ("invoke", 1, "read", None)]
+
+
+def _line(i, typ, proc, f, value_json):
+    return (f'{{"index":{i},"time":{i},"type":"{typ}","process":{proc},"f":"{f}"'
+            + (f',"value":{value_json}' if value_json is not None else "") + "}")
+
+
+@pytest.mark.parametrize("last, field, words", [
+    (None, "value", ["missing"]),                         # today: a false "not linearizable"
+    ("NaN", "value", ["NaN is refused"]),
+    ("Infinity", "value", ["Infinity is refused"]),
+    ("9" * 4301, "value", ["4,301 digits"]),               # today: an internal error
+    ("[" * 500 + "]" * 500, "value", ["nested deeper than 64"]),
+    ('"\\ud800"', "value", ["lone surrogate"]),
+])
+def test_odd_values_are_bad_input_naming_file_line_field(tmp_path, last, field, words):
+    path = write(tmp_path / "h.jsonl", OK_READ)
+    with open(path, "a") as f:
+        f.write(_line(3, "ok", 1, "read", last) + "\n")
+    one_error_line(*run(path), path, f"{path}:4: {field}: ", *words)
+
+
+def test_a_json_array_file_and_forced_formats_that_find_no_ops(tmp_path):
+    arr = tmp_path / "h.json"
+    arr.write_text(json.dumps([json.loads(_line(0, "invoke", 0, "write", "1"))]) + "\n")
+    for extra in ([], ["--format", "jsonl"]):
+        one_error_line(*run(arr, *extra), arr, f"{arr}:1: ", "one JSON array")
+    jsonl = write(tmp_path / "h.jsonl", VALID)
+    one_error_line(*run(jsonl, "--format", "edn"), jsonl, f"{jsonl}:1: --format: ",
+                   "the file is jsonl")
+    one_error_line(*run(jsonl, "--format", "porcupine"), jsonl, f"{jsonl}:1: --format: ")
+    edn = tmp_path / "h.edn"
+    edn.write_text('{:type :invoke, :f :write, :value 1, :process 0}\n')
+    one_error_line(*run(edn, "--format", "jsonl"), edn, f"{edn}:1: --format: ",
+                   "the file is edn")
+    log = tmp_path / "h.log"
+    log.write_text("nothing to see\n")
+    one_error_line(*run(log, "--format", "porcupine"), log, f"{log}:1: --format: ",
+                   "no jepsen.util op line")
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--memory-limit", "inf", ["--memory-limit", "finite"]),   # today: an internal error
+    ("--memory-limit", "nan", ["--memory-limit", "finite"]),
+    ("--memory-limit", "-5", ["--memory-limit", "positive"]),
+    ("--memory-limit", "1e308", ["--memory-limit", "at most"]),
+    ("--time-limit", "inf", ["--time-limit", "finite"]),
+    ("--failure-grace", "nan", ["--failure-grace", "finite"]),
+    ("--initial", "NaN", ["--initial", "NaN"]),
+    ("--initial", "[1,", ["--initial", "not valid JSON"]),
+    ("--initial", "[" * 100 + "]" * 100, ["--initial", "nested deeper than 64"]),
+])
+def test_odd_numbers_in_flags_are_one_line(files, flag, value, words):
+    one_error_line(*run(files["valid"], flag, value), None, *words)
+
+
+def test_html_naming_a_folder_or_an_unwritable_path(files, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    # checked before any history is: no verdict is computed for nothing
+    code, out, err = run(files["valid"], "--html", folder)
+    one_error_line(code, out, err, None, "--html", "is a folder")
+    assert out == ""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    one_error_line(*run(files["valid"], "--html", blocker / "r.html"), None,
+                   "--html", "is not a folder")
+    one_error_line(*run(files["valid"], files["invalid"], "--html", blocker), None,
+                   "--html", "is not a folder")
+    # found only when writing: the verdict is printed all the same, then exit 254
+    unwritable = Path("/proc/raftcheck-report.html")
+    code, out, err = run(files["valid"], "--html", unwritable)
+    one_error_line(code, out, err, files["valid"], "--html: cannot write")
+    assert out.splitlines() == [f"{files['valid']}\ttrue"]
+
+
+def test_knossos_mutex_histories():
+    bad = DATA / "knossos" / "mutex-bad-etcd.edn"
+    code, out, _ = run(bad, "--model", "mutex", "--no-shrink")
+    assert code == 1, out
+    assert out.splitlines()[0] == f"{bad}\tfalse"
+    assert "the mutex: not linearizable" in out and "already held" in out
+    good = DATA / "mutex-good.edn"
+    code, out, _ = run(good, "--model", "mutex")
+    assert (code, out.splitlines()[0]) == (0, f"{good}\ttrue")
+    # not a mutex history: bad input, not a verdict
+    code, out, err = run(good, "--model", "cas-register")
+    one_error_line(code, out, err, good, "not an operation of the cas-register model")
+
+
+def test_knossos_multi_register_history():
+    good = DATA / "knossos" / "multi-register-good.edn"
+    # Knossos checks it from x = 0, y = 0 (test/knossos/linear_test.clj)
+    code, out, _ = run(good, "--model", "multi-register", "--initial", '{"x": 0, "y": 0}')
+    assert (code, out.splitlines()[0]) == (0, f"{good}\ttrue")
+    # from null registers, its first reads of 0 cannot be
+    code, out, _ = run(good, "--model", "multi-register", "--no-shrink")
+    assert code == 1 and "read 0 from" in out
+    code, out, err = run(good, "--model", "mutex", "--initial", "{}")
+    one_error_line(code, out, err, None, "--initial", "mutex")

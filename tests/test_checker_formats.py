@@ -240,3 +240,164 @@ def test_porcupine_format_reads_its_kv_logs_as_edn(tmp_path):
     ops = read_history(path, "porcupine")
     assert [(o.type, o.f, o.key, o.value) for o in ops] == [
         ("invoke", "put", "3", "x 0 0 y"), ("ok", "put", "3", "x 0 0 y")]
+
+
+# ------------------------------------------------------------------ odd input (issue 12)
+
+W = '{"index":0,"time":0,"type":"invoke","process":0,"f":"write","value":%s}'
+
+
+def _bad(path, text, format="auto"):
+    path.write_text(text)
+    with pytest.raises(BadInput) as e:
+        read_history(path, format)
+    assert "\n" not in str(e.value)
+    return e.value
+
+
+@pytest.mark.parametrize("value, words", [
+    ("NaN", "NaN is refused"),
+    ("Infinity", "Infinity is refused"),
+    ("-Infinity", "-Infinity is refused"),
+    ("[1, 1e999]", "reads as Infinity (at value[1])"),
+    ("9" * 5000, "an integer of 5,000 digits"),
+    ("[" * 500 + "]" * 500, "nested deeper than 64 levels"),
+    ("[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
+    ('"\\ud800"', "lone surrogate (U+D800)"),
+    ('{"a": ["x\\udfff"]}', "lone surrogate (U+DFFF), which is not text (at value"),
+])
+def test_jsonl_values_that_are_not_plain_data_name_line_and_field(tmp_path, value, words):
+    good = W % 1
+    err = _bad(tmp_path / "h.jsonl", good.replace('"value":1', '"value":1,"x":0') + "\n"
+               + (W % value).replace('"index":0', '"index":1').replace(
+                   '"process":0', '"process":1') + "\n")
+    assert (err.line, err.field) == (2, "value"), str(err)
+    assert words in str(err)
+
+
+def test_jsonl_values_at_the_limits_are_kept(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(W % ("-" + "9" * 4300) + "\n"
+                    + (W % ("[" * 64 + "]" * 64)).replace('"index":0', '"index":1')
+                    .replace('"process":0', '"process":1') + "\n"
+                    + (W % '"\\ud83d\\ude00 \\u00e9"').replace('"index":0', '"index":2')
+                    .replace('"process":0', '"process":2') + "\n")
+    ops = read_history(path)
+    assert len(str(ops[0].value)) == 4301 and ops[2].value == "\U0001F600 \u00e9"
+    write_txt(ops, tmp_path / "history.txt")   # and they can be written back
+
+
+def test_a_truncated_last_line_with_a_long_integer_is_still_skipped(tmp_path):
+    path = write_lines(tmp_path / "h.jsonl", GOOD[:3])
+    with open(path, "a") as f:
+        f.write('{"index":3,"time":3,"value":' + "1" * 5000 + ',"type":"inv')
+    assert len(read_history(path)) == 3
+    with open(path, "a") as f:
+        f.write('"}\n{"index":4}\n')       # not the last line after all: bad input
+    with pytest.raises(BadInput) as e:
+        read_history(path)
+    assert (e.value.line, e.value.field) == (4, "value") and "5,000 digits" in str(e.value)
+
+
+def test_a_field_name_with_a_lone_surrogate(tmp_path):
+    err = _bad(tmp_path / "h.jsonl", (W % 1)[:-1] + ',"n\\ud800":2}\n')
+    assert err.line == 1 and "field name" in str(err)
+
+
+@pytest.mark.parametrize("fmt, text, line", [
+    ("jsonl", '{"index":0,"time":0,"type":"invoke","process":1,"f":"read","value":null}\n'
+              '{"index":1,"time":1,"type":"ok","process":1,"f":"read"}\n', 2),
+    ("edn", '{:type :invoke, :f :read, :process 1}\n{:type :ok, :f :read, :process 1}\n', 2),
+    ("edn", '{:type :invoke, :f :get, :key "k", :process 1}\n'
+            '{:type :ok, :f :get, :key "k", :process 1}\n', 2),
+])
+def test_an_ok_read_without_a_value_is_bad_input(tmp_path, fmt, text, line):
+    err = _bad(tmp_path / f"h.{fmt}", text)
+    assert (err.line, err.field) == (line, "value") and "missing" in str(err)
+
+
+def test_an_ok_read_of_null_and_ops_that_read_nothing_need_no_value(tmp_path):
+    path = tmp_path / "h.edn"
+    path.write_text('{:type :invoke, :f :read, :process 1}\n'
+                    '{:type :ok, :f :read, :process 1, :value nil}\n'
+                    '{:type :invoke, :f :acquire, :process 2}\n'
+                    '{:type :ok, :f :acquire, :process 2}\n')
+    assert [o.value for o in read_history(path)] == [None] * 4
+
+
+@pytest.mark.parametrize("text, line, field, words", [
+    ('{:type :invoke, :f :write, :process 0, :value ' + "[" * 500 + "]" * 500 + '}\n',
+     1, None, "nested deeper than 64"),
+    ('{:type :invoke, :f :write, :process 0}\n{:type :invoke, :f :write, :process 1, '
+     ':value ' + "7" * 4301 + '}\n', 2, "value", "4,301 digits"),
+    ('{:type :invoke, :f :write, :process 0, :value ##NaN}\n', 1, "value", "##NaN"),
+    ('{:type :invoke, :f :write, :process 0, :value [##Inf 2]}\n', 1, "key", "##Inf"),
+    ('{:type :invoke, :f :write, :process 0, :value 1e999}\n', 1, "value", "inf"),
+    ('{:type :invoke, :f :write, :process 0, :value "a\\ud800"}\n', 1, "value",
+     "surrogate"),
+])
+def test_edn_values_that_are_not_plain_data(tmp_path, text, line, field, words):
+    err = _bad(tmp_path / "h.edn", text)
+    assert (err.line, err.field) == (line, field) and words in str(err)
+
+
+def test_porcupine_integer_too_long(tmp_path):
+    err = _bad(tmp_path / "etcd.log", "INFO  jepsen.util - 0\t:invoke\t:write\t"
+               + "1" * 4400 + "\n")
+    assert (err.line, err.field) == (1, "value") and "4,400 digits" in str(err)
+
+
+@pytest.mark.parametrize("text", [
+    '[{"index":0,"time":0,"type":"invoke","process":0,"f":"read","value":null}]\n',
+    '[\n  {"index": 0, "time": 0, "type": "invoke", "process": 0, "f": "read"}\n]\n',
+])
+@pytest.mark.parametrize("fmt", ["auto", "jsonl"])
+def test_a_file_that_is_one_json_array(tmp_path, text, fmt):
+    err = _bad(tmp_path / "h.json", text, fmt)
+    assert err.line == 1 and "one JSON array, not JSON lines" in str(err)
+
+
+JSONL = '{"index":0,"time":0,"type":"invoke","process":0,"f":"write","value":1}\n'
+EDN = '{:type :invoke, :f :write, :value 1, :process 0}\n'
+LOG = 'INFO  jepsen.util - 0\t:invoke\t:write\t1\n'
+
+
+@pytest.mark.parametrize("text, fmt, found, line", [
+    (JSONL, "edn", "jsonl", 1), (JSONL, "porcupine", "jsonl", 1), (EDN, "jsonl", "edn", 1),
+    (LOG, "edn", "porcupine", 1), (LOG, "jsonl", "porcupine", 1),
+    ("\n; a comment\n" + EDN, "jsonl", "edn", 3),
+])
+def test_a_forced_format_that_finds_no_ops(tmp_path, text, fmt, found, line):
+    err = _bad(tmp_path / "h.txt", text, fmt)
+    assert (err.line, err.field) == (line, "--format")
+    assert f"the file is {found}" in str(err) and f"use --format {found}" in str(err)
+
+
+def test_forced_porcupine_without_op_lines_and_on_edn(tmp_path):
+    err = _bad(tmp_path / "h.log", "starting\nnothing happened\n", "porcupine")
+    assert (err.line, err.field) == (1, "--format") and "no jepsen.util op line" in str(err)
+    path = tmp_path / "h.edn"       # Porcupine's kv logs are EDN: read as EDN
+    path.write_text("[\n" + EDN + "]\n")
+    assert len(read_history(path, "porcupine")) == 1
+    (tmp_path / "empty.log").write_text("")
+    assert read_history(tmp_path / "empty.log", "porcupine") == []
+
+
+def test_edn_comment_lines_before_the_first_op_and_txn_values(tmp_path):
+    path = tmp_path / "h.edn"
+    path.write_text("; a multi-register history\n"
+                    "{:type :invoke, :f :txn, :value [[:read :x nil] [:write :y 2]], "
+                    ":process 0}\n"
+                    "{:type :ok, :f :txn, :value [[:read :x 1] [:write :y 2]], "
+                    ":process 0}\n")
+    ops = read_history(path)
+    # two micro-ops are not Jepsen's independent [key value] tuple
+    assert not ops[0].has_key and ops[1].value == [["read", "x", 1], ["write", "y", 2]]
+
+
+def test_a_non_utf8_byte_names_its_line(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(JSONL.encode() + b'{"index":1,"f":"\xed\xa0\x80"}\n')
+    with pytest.raises(BadInput) as e:
+        read_history(path)
+    assert e.value.line == 2 and "not UTF-8" in str(e.value)

@@ -206,6 +206,27 @@ def test_analyze_stored_runs(tmp_path):
     assert json.loads((vac / "results.json").read_text())["valid"] == "unknown"
 
 
+@pytest.mark.parametrize("min_ok", [0, 1])
+def test_analyze_keeps_the_vacuity_rule_for_a_run_that_observed_nothing(tmp_path, min_ok):
+    """`raftcheck check` calls a history with no completed op linearizable (as Knossos
+    and Porcupine do); a stored test run of one stays unknown (exit 2), even with
+    min_ok 0, through its "vacuity" checker."""
+    run_dir = make_run(tmp_path / "store", [("invoke", 0, "write", 1, 1),
+                                            ("info", 0, "write", 1, 1)])
+    test = json.loads((run_dir / "test.json").read_text())
+    test["options"]["min_ok"] = min_ok
+    store.write_json(run_dir / "test.json", test)
+    r = raftcheck("analyze", str(run_dir))
+    assert r.returncode == 2, r.stdout + r.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["valid"] == "unknown"
+    assert results["checkers"]["vacuity"]["valid"] == "unknown"
+    assert results["checkers"]["vacuity"]["reason"]
+    lin = results["checkers"]["linearizable"]
+    assert lin["valid"] is True and lin["note"].startswith("nothing observed")
+    assert "vacuous: " in r.stdout
+
+
 def test_analyze_bad_input(tmp_path):
     run_dir = make_run(tmp_path / "store", GOOD)
     with open(run_dir / "history.jsonl", "a") as f:

@@ -145,15 +145,11 @@ SMALL_REGISTER = [h for h in (_small(50_000 + s, cas=False) for s in range(500))
 MEDIUM = [_medium(200_000 + s) for s in range(400)]
 
 
-def _vacuous(ops: list[Op]) -> bool:
-    """No completed op to check: SPEC section 3 makes our verdict "unknown", never true."""
-    return not any(op.type == OK or (op.type == FAIL and op.error == PRECONDITION_FAILED)
-                   for op in ops if op.process != "nemesis")
-
-
 def _expected(ops: list[Op], reference: bool | str) -> bool | str:
-    """What our checker must say, given the reference verdict (Porcupine's or brute force's)."""
-    return "unknown" if _vacuous(ops) and reference is True else reference
+    """What our checker must say, given the reference verdict (Porcupine's or brute
+    force's): the same, also on a history with no completed op (true, with a "nothing
+    observed" note: the vacuity rule belongs to test runs, not to the checker)."""
+    return reference
 
 
 def _ours(ops: list[Op], model: str = "cas-register") -> bool | str:

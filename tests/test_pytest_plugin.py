@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
 from pathlib import Path
 
@@ -82,3 +83,24 @@ def test_x(raftcheck_cluster):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
     assert "unknown option 'nodez'" in result.stdout.str() + result.stderr.str()
     assert result.ret != 0
+
+
+def test_a_user_test_that_observed_nothing_fails_as_vacuous(pytester: pytest.Pytester,
+                                                           monkeypatch):
+    """The checker calls an empty history linearizable (with a "nothing observed"
+    note); a fault test that recorded nothing still proves nothing, so it fails."""
+    root = str(Path(__file__).resolve().parent.parent)   # this checkout's code
+    monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    pytester.makepyfile(test_empty='''
+def test_nothing(assert_linearizable):
+    assert_linearizable()
+''')
+    store = pytester.path / "store"
+    result = pytester.runpytest_subprocess("--raftcheck-store", str(store),
+                                           "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(failed=1)
+    assert "linearizability unknown: vacuous: nothing observed" in result.stdout.str()
+    (runs,) = list(store.glob("pytest-*/*/results.json"))
+    results = json.loads(runs.read_text())
+    assert results["valid"] == "unknown"
+    assert results["checkers"]["linearizable"]["valid"] is True

@@ -199,6 +199,16 @@ def test_offline_report_accepts_a_bare_checker_result(tmp_path):
     json.loads(page.split('id="tl-data">')[1].split("</script>")[0])
 
 
+def test_an_offline_check_that_observed_nothing_says_so(tmp_path):
+    import checker
+    lin = checker.check([]).to_dict()
+    out = tmp_path / "empty.html"
+    assert render_report([], lin, None, out) == []
+    page = out.read_text(encoding="utf-8")
+    assert 'id="verdict">VALID<' in page
+    assert "linearizable: " in page and "nothing observed: the history has no completed" in page
+
+
 def test_empty_unknown_run_renders(browser, tmp_path):
     results = {"valid": "unknown", "checkers": {"linearizable": {
         "valid": "unknown", "unknown_reason": "time limit 1 s reached at key 3"}}, "stats": {}}
