@@ -197,6 +197,18 @@ def _attach_excerpts(details: list[dict], logs: dict[str, NodeLog | None]) -> No
 
 # -- results.json and the terminal ----------------------------------------------
 
+def leave_out_missing_invariants(checks: dict[str, dict], results: dict) -> None:
+    """For a node of the user's own (docs/node-contract.md), which need not write
+    raftcheck's event lines or WAL: raft-invariants without evidence is left out of
+    the verdict, with a warning, instead of making the run unknown."""
+    inv = checks.get("raft-invariants") or {}
+    if inv.get("valid") == "unknown":
+        checks.pop("raft-invariants", None)
+        results.setdefault("warnings", []).append(
+            "raft-invariants not checked: the node wrote no evidence raftcheck can read "
+            f"({inv.get('unknown_reason') or 'no event lines or WAL'})")
+
+
 def add_to_results(results: dict, checks: dict[str, dict]) -> dict:
     """Put the checkers beside "linearizable" and "vacuity"; the run's verdict becomes
     the worst of all (SPEC section 3)."""

@@ -6,6 +6,10 @@ read every key (the final phase); tear the cluster down (always, in a `finally`,
 on Ctrl-C); then check the history, compute the stats, apply the vacuity rule, write
 results.json and report.html, and print the verdict with the folder. A report that
 cannot be drawn is a warning in results.json, never a change of verdict.
+
+Size: over 600 lines, because `TestOptions` (every run option and its validation) and
+`run_test` (one run's life, whose steps share its state and its error handling) are
+one concept: what a run is.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import sys
 import threading
@@ -31,6 +34,7 @@ from history.formats import write_txt
 from history.ops import FAIL, INFO, OK, Op
 from history.writer import HistoryWriter
 from campaign import evidence
+from cluster.local import node_command_argv
 from campaign import stats as stats_mod
 from campaign import store
 from nemesis import partition, process, schedule
@@ -211,30 +215,6 @@ def _positive_int(v: Any, name: str, maximum: int | None = None) -> None:
 def _positive_number(v: Any, name: str) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
         raise BadInput(f"must be a positive number, got {v!r}", field=name)
-
-
-NODE_COMMAND_FIELDS = ("config", "id", "data_dir", "bug")
-
-
-def node_command_argv(command: Any) -> list[str]:
-    """A --node-command as argv: shell words, each with `{config}`, `{id}`,
-    `{data_dir}` and `{bug}` filled in per node (docs/node-contract.md). BadInput
-    naming node_command for an empty command or an unknown placeholder."""
-    if not isinstance(command, str) or not command.strip():
-        raise BadInput("expected a command line", field="node_command")
-    try:
-        argv = shlex.split(command)
-    except ValueError as e:
-        raise BadInput(f"cannot split {command!r}: {e}", field="node_command") from None
-    probe = {k: "x" for k in NODE_COMMAND_FIELDS}
-    for word in argv:
-        try:
-            word.format(**probe)
-        except (KeyError, IndexError, ValueError) as e:
-            raise BadInput(f"{word!r}: unknown placeholder {e} (known: "
-                           + ", ".join("{" + k + "}" for k in NODE_COMMAND_FIELDS) + ")",
-                           field="node_command") from None
-    return argv
 
 
 def parse_concurrency(spec: Any, nodes: int) -> int:
@@ -556,15 +536,8 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
         return RunOutcome(run_dir, "unknown", EXIT_INTERNAL, results, error=msg)
     t_evidence = time.monotonic()
     checks = evidence.check_run(run_dir, cluster.node_ids, exits)
-    foreign = options.node_command is not None or options.node_image is not None
-    inv = checks.get("raft-invariants") or {}
-    if foreign and inv.get("valid") == "unknown":
-        # a node of the user's own (docs/node-contract.md) need not write raftcheck's
-        # event lines or WAL: no evidence is not a verdict
-        checks.pop("raft-invariants")
-        results.setdefault("warnings", []).append(
-            "raft-invariants not checked: the node wrote no evidence raftcheck can read "
-            f"({inv.get('unknown_reason') or 'no event lines or WAL'})")
+    if options.node_command is not None or options.node_image is not None:
+        evidence.leave_out_missing_invariants(checks, results)
     evidence.add_to_results(results, checks)
     timing["evidence_s"] = time.monotonic() - t_evidence
     progress.stop()

@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -60,6 +61,30 @@ def find_toxiproxy() -> str:
     PATH, else $(go env GOPATH)/bin/server. Missing: BadInput saying how to install."""
     return find_executable("RAFTCHECK_TOXIPROXY", "toxiproxy-server", "server",
                            "toxiproxy server", f"`{INSTALL_HINT}`", "toxiproxy")
+
+
+NODE_COMMAND_FIELDS = ("config", "id", "data_dir", "bug")
+
+
+def node_command_argv(command: Any) -> list[str]:
+    """A --node-command as argv: shell words, each with `{config}`, `{id}`,
+    `{data_dir}` and `{bug}` filled in per node (docs/node-contract.md). BadInput
+    naming node_command for an empty command or an unknown placeholder."""
+    if not isinstance(command, str) or not command.strip():
+        raise BadInput("expected a command line", field="node_command")
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise BadInput(f"cannot split {command!r}: {e}", field="node_command") from None
+    probe = {k: "x" for k in NODE_COMMAND_FIELDS}
+    for word in argv:
+        try:
+            word.format(**probe)
+        except (KeyError, IndexError, ValueError) as e:
+            raise BadInput(f"{word!r}: unknown placeholder {e} (known: "
+                           + ", ".join("{" + k + "}" for k in NODE_COMMAND_FIELDS) + ")",
+                           field="node_command") from None
+    return argv
 
 
 def free_port(host: str = HOST) -> int:
