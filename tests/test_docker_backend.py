@@ -62,8 +62,10 @@ def engine():
 def objects_of(client, pred) -> list[str]:
     """Names of the labelled containers, volumes and networks whose labels match."""
     flt = {"label": "raftcheck.run"}
-    out = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt)
-           if pred(c.labels)]
+    # sparse: no inspect per container, so one removed meanwhile cannot raise NotFound
+    out = [f"container {(c.attrs.get('Names') or [c.id])[0].lstrip('/')}"
+           for c in client.containers.list(all=True, filters=flt, sparse=True)
+           if pred(c.attrs.get("Labels") or {})]
     out += [f"volume {v.name}" for v in client.volumes.list(filters=flt)
             if pred(v.attrs.get("Labels") or {})]
     out += [f"network {n.name}" for n in client.networks.list(filters=flt)
