@@ -173,10 +173,7 @@ func (p *peer) serve(conn net.Conn) (answered bool) {
 		_, err := w.Write(body)
 		return err
 	}
-	flush := func() error {
-		conn.SetWriteDeadline(time.Now().Add(silence))
-		return w.Flush()
-	}
+	flush := w.Flush
 	var idBody [8]byte
 	binary.BigEndian.PutUint64(idBody[:], p.t.cfg.RaftID)
 	ticker := time.NewTicker(cfg.Heartbeat)
@@ -186,6 +183,9 @@ func (p *peer) serve(conn net.Conn) (answered bool) {
 	var buf []byte
 	for {
 		var err error
+		// A peer that stops reading (paused) must not block us forever: every write,
+		// including the writer's own flushes of a full buffer, has a deadline.
+		conn.SetWriteDeadline(time.Now().Add(silence))
 		select {
 		case <-p.t.ctx.Done():
 			return answered
@@ -197,17 +197,21 @@ func (p *peer) serve(conn net.Conn) (answered bool) {
 				err = flush()
 			}
 		case m := <-p.queue:
-			// Write what is queued, then flush once (batching under load).
-			for more := true; more && err == nil; {
+			// Write what is queued (up to a batch), then flush once.
+			for n := 1; ; n++ {
 				buf, err = proto.MarshalOptions{}.MarshalAppend(buf[:0], m)
 				if err == nil {
 					err = frame(kindRaft, buf)
 				}
+				if err != nil || n == 256 {
+					break
+				}
 				select {
 				case m = <-p.queue:
+					continue
 				default:
-					more = false
 				}
+				break
 			}
 			if err == nil {
 				err = flush()
