@@ -118,7 +118,10 @@ func (p *peer) run() {
 	for p.t.ctx.Err() == nil {
 		conn, err := net.DialTimeout("tcp", p.addr, 500*time.Millisecond)
 		if err == nil {
-			if p.serve(conn) {
+			// Back off from a peer that is down (the proxy accepts, then closes at
+			// once); redial at once a link that lived (a black hole, now maybe healed).
+			start := time.Now()
+			if p.serve(conn) || time.Since(start) >= p.t.cfg.ElectMax {
 				backoff, failures = 20*time.Millisecond, 0
 			}
 			conn.Close()
