@@ -179,7 +179,9 @@ func (p *peer) serve(conn net.Conn) (answered bool) {
 	flush := w.Flush
 	var idBody [8]byte
 	binary.BigEndian.PutUint64(idBody[:], p.t.cfg.RaftID)
-	ticker := time.NewTicker(cfg.Heartbeat)
+	// A few pings per silence window are enough; each is a separate write (a
+	// separate chunk in a Toxiproxy latency toxic), so not one per heartbeat.
+	ticker := time.NewTicker(max(cfg.Heartbeat, silence/4))
 	defer ticker.Stop()
 	lastTick := time.Now()
 	p.t.log.Infof("connected to %s at %s", p.name, p.addr)
