@@ -85,6 +85,26 @@ faultfs() {
   [ -e /dev/fuse ] || say "note: /dev/fuse is missing: crash tests that lose unsynced writes cannot run here"
 }
 
+gonode() {
+  # raftcheck-gonode, the second implementation of the node contract (etcd's Raft
+  # library; docs/node-contract.md section 5), built from gonode/*.go into the Go bin
+  # folder like faultfs: the hash of its inputs kept beside it, nothing to do when unchanged.
+  command -v go >/dev/null 2>&1 || {
+    say "Go is not installed: install Go >= 1.26, then run scripts/setup.sh again (gonode)"; return 1; }
+  local gobin src hash
+  gobin="$(go env GOBIN)"; [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+  src="$ROOT/gonode"
+  hash=$(cd "$src" && cat go.mod go.sum *.go | sha256sum | cut -c1-16)
+  if [ ! -x "$gobin/raftcheck-gonode" ] || [ "$(cat "$gobin/raftcheck-gonode.inputs" 2>/dev/null)" != "$hash" ]; then
+    say "building gonode: go build -o $gobin/raftcheck-gonode ./gonode"
+    mkdir -p "$gobin"
+    (cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -o "$gobin/raftcheck-gonode" .)
+    echo "$hash" >"$gobin/raftcheck-gonode.inputs"
+  fi
+  if [ -w /usr/local/bin ]; then ln -sf "$gobin/raftcheck-gonode" /usr/local/bin/raftcheck-gonode
+  else mkdir -p "$HOME/.local/bin"; ln -sf "$gobin/raftcheck-gonode" "$HOME/.local/bin/raftcheck-gonode"; fi
+}
+
 porcupine_module() {
   command -v go >/dev/null 2>&1 || return 0
   (cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/anishathalye/porcupine@$PORCUPINE_VERSION" >/dev/null)
@@ -100,6 +120,7 @@ docker_all() {
 python_deps
 toxiproxy
 faultfs
+gonode
 if [ "$ALL" = 1 ]; then
   apt_install chromium chromium-driver ca-certificates
   porcupine_module
