@@ -61,23 +61,28 @@ toxiproxy() {
   fi
 }
 
-faultfs() {
-  # raftcheck-faultfs, built from cluster/faultfs/*.go into the Go bin folder. The
-  # hash of its sources is kept beside it: unchanged sources mean nothing to do.
+go_tool() {
+  # go_tool NAME DIR: build raftcheck-NAME from DIR/*.go into the Go bin folder and link
+  # it onto PATH. The hash of its sources is kept beside it: unchanged sources mean
+  # nothing to do.
+  local name="$1" src="$ROOT/$2" gobin hash
   command -v go >/dev/null 2>&1 || {
-    say "Go is not installed: install Go >= 1.22, then run scripts/setup.sh again (faultfs)"; return 1; }
-  local gobin src hash
+    say "Go is not installed: install Go >= 1.26, then run scripts/setup.sh again ($name)"; return 1; }
   gobin="$(go env GOBIN)"; [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
-  src="$ROOT/cluster/faultfs"
   hash=$(cd "$src" && cat go.mod go.sum *.go | sha256sum | cut -c1-16)
-  if [ ! -x "$gobin/raftcheck-faultfs" ] || [ "$(cat "$gobin/raftcheck-faultfs.inputs" 2>/dev/null)" != "$hash" ]; then
-    say "building faultfs: go build -o $gobin/raftcheck-faultfs ./cluster/faultfs"
+  if [ ! -x "$gobin/raftcheck-$name" ] || [ "$(cat "$gobin/raftcheck-$name.inputs" 2>/dev/null)" != "$hash" ]; then
+    say "building $name: go build -o $gobin/raftcheck-$name ./$2"
     mkdir -p "$gobin"
-    (cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -o "$gobin/raftcheck-faultfs" .)
-    echo "$hash" >"$gobin/raftcheck-faultfs.inputs"
+    (cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -o "$gobin/raftcheck-$name" .)
+    echo "$hash" >"$gobin/raftcheck-$name.inputs"
   fi
-  if [ -w /usr/local/bin ]; then ln -sf "$gobin/raftcheck-faultfs" /usr/local/bin/raftcheck-faultfs
-  else mkdir -p "$HOME/.local/bin"; ln -sf "$gobin/raftcheck-faultfs" "$HOME/.local/bin/raftcheck-faultfs"; fi
+  if [ -w /usr/local/bin ]; then ln -sf "$gobin/raftcheck-$name" "/usr/local/bin/raftcheck-$name"
+  else mkdir -p "$HOME/.local/bin"; ln -sf "$gobin/raftcheck-$name" "$HOME/.local/bin/raftcheck-$name"; fi
+}
+
+faultfs() {
+  # raftcheck-faultfs (the crash file system), from cluster/faultfs.
+  go_tool faultfs cluster/faultfs || return 1
   # fusermount3 (Debian's fuse3) mounts it when not root; root mounts directly.
   if ! command -v fusermount3 >/dev/null 2>&1; then
     apt_install fuse3 || say "note: could not install fuse3; as root faultfs mounts without it"
@@ -87,22 +92,8 @@ faultfs() {
 
 gonode() {
   # raftcheck-gonode, the second implementation of the node contract (etcd's Raft
-  # library; docs/node-contract.md section 5), built from gonode/*.go into the Go bin
-  # folder like faultfs: the hash of its inputs kept beside it, nothing to do when unchanged.
-  command -v go >/dev/null 2>&1 || {
-    say "Go is not installed: install Go >= 1.26, then run scripts/setup.sh again (gonode)"; return 1; }
-  local gobin src hash
-  gobin="$(go env GOBIN)"; [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
-  src="$ROOT/gonode"
-  hash=$(cd "$src" && cat go.mod go.sum *.go | sha256sum | cut -c1-16)
-  if [ ! -x "$gobin/raftcheck-gonode" ] || [ "$(cat "$gobin/raftcheck-gonode.inputs" 2>/dev/null)" != "$hash" ]; then
-    say "building gonode: go build -o $gobin/raftcheck-gonode ./gonode"
-    mkdir -p "$gobin"
-    (cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -o "$gobin/raftcheck-gonode" .)
-    echo "$hash" >"$gobin/raftcheck-gonode.inputs"
-  fi
-  if [ -w /usr/local/bin ]; then ln -sf "$gobin/raftcheck-gonode" /usr/local/bin/raftcheck-gonode
-  else mkdir -p "$HOME/.local/bin"; ln -sf "$gobin/raftcheck-gonode" "$HOME/.local/bin/raftcheck-gonode"; fi
+  # library; docs/node-contract.md section 5), from gonode/.
+  go_tool gonode gonode
 }
 
 porcupine_module() {

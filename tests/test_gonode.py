@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import require, require_binary
+from tests.support import require, require_binary, toxiproxy_available
 
 COMMAND = "raftcheck-gonode --config {config} --id {id} --data-dir {data_dir}"
 
@@ -25,16 +25,6 @@ def gonode() -> str:
     require(shutil.which("go") is not None, "Go is not installed (scripts/setup.sh builds "
                                             "raftcheck-gonode with it)")
     return require_binary("raftcheck-gonode", "scripts/setup.sh builds it from gonode/")
-
-
-def toxiproxy_available() -> bool:
-    from history.errors import BadInput
-    from cluster.local import find_toxiproxy
-    try:
-        find_toxiproxy()
-        return True
-    except BadInput:
-        return False
 
 
 @pytest.mark.parametrize("text, says", [
