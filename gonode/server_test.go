@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"testing"
@@ -42,37 +41,23 @@ func TestOneNodeServesAndRecovers(t *testing.T) {
 		t.Cleanup(func() { tr.Stop() })
 		return s
 	}
-	op := func(s *Server, body string) string {
-		c, ok := parseRequest([]byte(body))
-		if !ok {
-			t.Fatalf("refused %s", body)
-		}
-		var r Result
-		if c.Op == "read" {
-			r = s.Read(c.Key)
-		} else {
-			r = s.Propose(c)
-		}
-		b, _ := json.Marshal(r)
-		return string(b)
-	}
 	s := start()
-	if got := op(s, `{"op":"write","key":"a","value":{"x":[1,2]}}`); got != `{"ok":true}` {
+	if got := do(t, s, `{"op":"write","key":"a","value":{"x":[1,2]}}`); got != `{"ok":true}` {
 		t.Fatal(got)
 	}
-	if got := op(s, `{"op":"cas","key":"a","from":{"x":[1,2.0]},"to":3,"client":"c","seq":1}`); got != `{"ok":true}` {
+	if got := do(t, s, `{"op":"cas","key":"a","from":{"x":[1,2.0]},"to":3,"client":"c","seq":1}`); got != `{"ok":true}` {
 		t.Fatal(got)
 	}
-	if got := op(s, `{"op":"cas","key":"a","from":{"x":[1,2.0]},"to":3,"client":"c","seq":1}`); got != `{"ok":true}` {
+	if got := do(t, s, `{"op":"cas","key":"a","from":{"x":[1,2.0]},"to":3,"client":"c","seq":1}`); got != `{"ok":true}` {
 		t.Fatal("retry:", got)
 	}
-	if got := op(s, `{"op":"read","key":"a"}`); got != `{"ok":true,"value":3}` {
+	if got := do(t, s, `{"op":"read","key":"a"}`); got != `{"ok":true,"value":3}` {
 		t.Fatal(got)
 	}
 	s.tr.Stop()
 	s.Stop()
 	s = start()
-	if got := op(s, `{"op":"read","key":"a"}`); got != `{"ok":true,"value":3}` {
+	if got := do(t, s, `{"op":"read","key":"a"}`); got != `{"ok":true,"value":3}` {
 		t.Fatal("after restart:", got)
 	}
 	if st := s.Status(); st["last_applied"].(uint64) < 3 {
