@@ -26,9 +26,15 @@ hits the current leader, watches the election closely, hits the winner (or the
 candidate) the moment it shows and brings the previous node back at once, up to
 MAX_CHAIN times in a row for new-leader: leaders fall right after their election and
 old ones return with their logs, as in the paper's Figure 8. A followers fault stops
-a majority but not the leader, which keeps accepting ops it cannot commit. Half of
-the whole-cluster restarts strike the moment a candidate of a newer term shows (the
-nemesis kills the leader to cause one), when votes and terms were just granted.
+a majority but not the leader, which keeps accepting ops it cannot commit. Of the
+whole-cluster restarts, some strike the moment a candidate of a newer term shows (the
+nemesis kills the leader to cause one), when votes and terms were just granted, and
+some bring the old leader back last, once the others elected a leader without it:
+what followers acknowledged but did not sync is then lost for good.
+
+Most (70%) of the `one` partitions that cut off the leader also pause it at once, and
+resume it while it is still cut off (target cut-leader): a leader whose own ticks
+stopped meanwhile (a GC pause), as a lease counted in local time assumes they do not.
 
 The leader-chain partition shape cuts the leader off, then for CHAIN_HOLD x 1 s cuts
 off each new leader the moment it is elected and reconnects the one before it (each
@@ -84,7 +90,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 }
 # how often a package picks each kind, relatively: a whole-cluster restart stops
 # everything for a second or two, so it comes less often
-WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1}
+WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1.5}
 # partition shapes, relatively: the shapes that cut one node (the leader, mostly) off
 # from a majority come more often, as they make a deposed leader that still serves
 SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1,
@@ -96,7 +102,8 @@ TARGET_WEIGHTS = {"leader": 3, "new-leader": 2, "candidate": 2, "followers": 3, 
                   "minority": 1, "majority": 1, "all": 1}
 SETTLE = 0.75                   # x interval: a partition's age before a process fault
 MAX_CHAIN = 3                   # new-leader: up to this many leaders hit in a row
-ELECTION_RESTART_SHARE = 0.5    # restarts timed to an election
+ELECTION_RESTART_SHARE = 0.4    # restarts timed to an election
+LEADER_LAST_SHARE = 0.45        # restarts that bring the old leader back last
 FAULTS = ("partition", "kill", "pause", "restart", "latency")
 DEFAULT_TARGETS = ("one", "minority", "followers", "leader", "new-leader", "candidate")
 LATENCIES_MS = (10, 25, 50)     # each with a jitter as large: delays of 0 .. 2x
@@ -108,6 +115,8 @@ HOLD = (0.3, 1.5)
 RESTART_HOLD = (0.05, 0.5)      # a whole-cluster restart: down briefly
 CHAIN_HOLD = (1.0, 3.0)         # a leader-chain partition chases leaders this long
 CHAIN_WAIT_S = 2.0              # a leader chain waits this long for every node to be up
+CUT_PAUSE_SHARE = 0.7           # leader cut off alone: paused at once this often
+CUT_PAUSE_HOLD = (0.6, 1.2)     # ... for this long (x interval), still cut off after
 HEAL_ATTEMPTS = 3
 DOWN_KINDS = ("kill", "pause", "restart")
 MAX_EXACT_NODES = 9             # above: a majority is judged by the count of live nodes
@@ -134,6 +143,8 @@ class Held:
     text: str = ""
     grudge: dict | None = None     # a partition's: who no longer hears whom
     since: float = field(default_factory=time.monotonic)
+    term: int | None = None        # the leader's term when it was struck
+    last: str | None = None        # a restart's old leader: back once others elected
 
 
 @dataclass
@@ -423,6 +434,23 @@ class Nemesis:
                      **({"term": seen.term} if seen else {}))
         if shape == "leader-chain" and target == "leader" and seen is not None:
             self._chase_leaders(rng, held, seen.term)
+        elif (shape == "one" and target == "leader" and seen is not None
+              and "pause" in self.faults and "leader" in self.targets
+              and rng.random() < CUT_PAUSE_SHARE):
+            self._pause_cut_leader(rng, seen)
+
+    def _pause_cut_leader(self, rng: random.Random, seen: Any) -> None:
+        """Pause the leader this partition just cut off alone, before its CheckQuorum
+        (dissertation 6.2) can notice, for CUT_PAUSE_HOLD: the majority elects a
+        leader and commits meanwhile. Then resume it, still cut off: it counted no
+        ticks while stopped, so a leader that trusts a lease counted in its own ticks
+        (dissertation 6.4.1) answers its clients from a stale state until its next
+        CheckQuorum; a correct one confirms each read with a quorum it cannot reach.
+        The pause is held by the partition package (heal_all resumes it)."""
+        held = self._strike("pause", [seen.node], "cut-leader", seen.term, "partition")
+        if self._stop.wait(self._period(rng, CUT_PAUSE_HOLD)):
+            return
+        self._undo("partition", held)
 
     def _wait_all_up(self, timeout_s: float) -> None:
         """Wait (bounded) until no node is held down by another package."""
@@ -490,13 +518,22 @@ class Nemesis:
         self._process_fault("pause", rng)
 
     def _start_restart(self, rng: random.Random) -> None:
-        """Crash every node at once, after a moment (the partition in force settled),
-        half of the time while an election is under way: votes and terms just
-        granted are then lost if the nodes did not make them durable."""
+        """Crash every node at once, after a moment (the partition in force settled).
+        ELECTION_RESTART_SHARE of the time while an election is under way: votes and
+        terms just granted are then lost if the nodes did not make them durable.
+        LEADER_LAST_SHARE of the time the old leader comes back last, once the
+        others elected a leader of a newer term: entries committed on followers'
+        acknowledgements must be on their disks (Figure 2, persist before replying),
+        or the new leader, which lacks them, overwrites them on the old one."""
         self._settle()
-        trigger = None
+        trigger = last = None
         target, term = "all", None
-        if rng.random() < ELECTION_RESTART_SHARE:
+        draw = rng.random()
+        if ELECTION_RESTART_SHARE <= draw < ELECTION_RESTART_SHARE + LEADER_LAST_SHARE:
+            seen = self.observer.leader(self._acting())
+            if seen is not None:
+                target, term, last = "leader-last", seen.term, seen.node
+        elif draw < ELECTION_RESTART_SHARE:
             seen = self.observer.leader(self._acting())
             above = seen.term if seen else self.observer.highest_term(
                 self.observer.statuses(self._acting()))
@@ -508,9 +545,10 @@ class Nemesis:
         nodes = sorted(self._live())
         if not nodes:
             return
+        label = f" ({target})" if trigger else f" (leader-last {last})" if last else ""
         self._hold("process", Held("restart", nodes, target,
-                                   f"restart {' '.join(nodes)}"
-                                   + (f" ({target})" if trigger else "")))
+                                   f"restart {' '.join(nodes)}{label}", term=term,
+                                   last=last if last in nodes else None))
         self._record("kill-cluster", nodes, lambda: self._kill(nodes), target=target,
                      **({"term": term} if term is not None else {}))
 
@@ -530,6 +568,10 @@ class Nemesis:
                 if target in process.LEADER_TARGETS else None)
         nodes = process.pick_targets(target, self.cluster.node_ids, rng,
                                      seen.node if seen else None)
+        down = self._in_force()[0]   # held by another package (a cut leader's pause)
+        nodes = [n for n in nodes if n not in down]
+        if not nodes:
+            return
         if target in process.ELECTION_TARGETS:
             rounds = rng.randint(1, MAX_CHAIN) if target == "new-leader" else 1
             self._strike_election(kind, target, seen, rounds)
@@ -560,11 +602,12 @@ class Nemesis:
             previous, above = struck, found.term
 
     def _strike(self, kind: str, nodes: list[str], target: str,
-                term: int | None) -> Held:
-        """Kill or pause `nodes` (recorded); the Held that undoes it."""
+                term: int | None, pkg: str = "process") -> Held:
+        """Kill or pause `nodes` (recorded; held by package `pkg`); the Held that
+        undoes it."""
         label = f"{kind} {' '.join(nodes)}" + (f" ({target})" if target else "")
-        held = Held(kind, list(nodes), target, label)
-        self._hold("process", held)
+        held = Held(kind, list(nodes), target, label, term=term)
+        self._hold(pkg, held)
         extra: dict[str, Any] = {"target": target}
         if term is not None:
             extra["term"] = term
@@ -592,10 +635,24 @@ class Nemesis:
         elif held.kind == "pause":
             self._record(f, held.nodes, lambda: process.resume(self.cluster, held.nodes))
         else:  # kill, restart
+            if held.last is not None:
+                self._start_leader_last(held)
             self._record(f, held.nodes, lambda: self._restart(held.nodes))
         with self._state:
             if held in self._held[pkg]:
                 self._held[pkg].remove(held)
+
+    def _start_leader_last(self, held: Held) -> None:
+        """The first half of a leader-last restart's stop: start every node but the
+        old leader (a `start` op), wait (bounded) until they elect a leader of a newer
+        term, and leave only the old leader held."""
+        others = [n for n in held.nodes if n != held.last]
+        if others:
+            self._record("start", others, lambda: self._restart(others))
+            held.nodes = [n for n in held.nodes if n == held.last]
+            self.observer.wait_for_election(held.term or 0, LEADER, self._live,
+                                            stop=self._stop)
+        held.last = None
 
     def _remove_toxics(self, name: str) -> str:
         """Remove every toxic called `name` (a partition's cuts, or the latency) and

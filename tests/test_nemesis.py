@@ -302,7 +302,7 @@ def _pairs(ops: list[dict]) -> list[tuple[dict, dict]]:
 
 WANTED_TARGETS = {"kill leader", "partition leader", "restart all", "restart election"}
 # Each leader-following target kind must act at least once, through any fault.
-WANTED_KINDS = ("new-leader", "candidate", "followers")
+WANTED_KINDS = ("new-leader", "candidate", "followers", "leader-last", "cut-leader")
 
 
 def _reached(counts) -> bool:
@@ -381,7 +381,7 @@ def test_schedule_follows_the_leader_reaches_every_fault_and_ends_healed(echo_cl
             assert inv["value"] and set(inv["value"]) <= set(c.node_ids)
         # leader following: the record's node led (or ran in) the record's term
         target = inv.get("target")
-        if f in ("kill", "pause") and target in ("leader", "new-leader"):
+        if f in ("kill", "pause") and target in ("leader", "new-leader", "cut-leader"):
             assert inv["value"] == [elector.leaders[inv["term"]]], inv
         if f in ("kill", "pause") and target == "candidate":
             assert inv["value"] == [elector.candidates[inv["term"]]], inv
@@ -390,10 +390,15 @@ def test_schedule_follows_the_leader_reaches_every_fault_and_ends_healed(echo_cl
         if target in ("new-leader", "candidate"):  # a newer term than the trigger's
             assert trigger_term is not None and inv["term"] > trigger_term, inv
         if f == "kill-cluster" and inv["target"] == "all":
-            assert inv["value"] == sorted(c.node_ids)
+            # every node, but one the partition package holds paused (a cut leader)
+            assert set(inv["value"]) <= set(c.node_ids)
+            assert len(inv["value"]) >= len(c.node_ids) - 1
+        elif f == "kill-cluster" and inv["target"] == "leader-last":
+            assert elector.leaders[inv["term"]] in inv["value"]
         elif f == "kill-cluster":  # struck while a candidate ran; the leader died first
             assert inv["target"] == "election" and inv["term"] in elector.candidates
             assert len(inv["value"]) >= len(c.node_ids) - 1
+    _check_leader_last(ops, elector)
     windows = fault_windows([Op(o["index"], o["time"], o["type"], o["process"], o["f"],
                                 o["value"], extra={k: v for k, v in o.items()
                                                    if k == "target"}) for o in ops])
@@ -407,6 +412,23 @@ def test_schedule_follows_the_leader_reaches_every_fault_and_ends_healed(echo_cl
     assert all(_state(pid) not in ("T", "t", "Z") for pid in pids.values())
     assert all(_link_works(c, a, b, 5) for a, b in [("n1", "n2"), ("n3", "n1")])
     assert seen_active  # the progress text was set while faults ran
+
+
+def _check_leader_last(ops: list[dict], elector: Elector) -> None:
+    """A leader-last restart: every node but the term's leader is started first (a
+    `start` op), then the old leader alone (start-cluster)."""
+    restarts = [o for o in ops if o["f"] == "kill-cluster"
+                and o.get("target") == "leader-last"][::2]   # invokes
+    assert restarts, "no leader-last restart ran"
+    for r in restarts:
+        leader = elector.leaders[r["term"]]
+        after = [o for o in ops if o["index"] > r["index"]
+                 and o["f"] in ("start", "start-cluster")]
+        first = next(o for o in after if o["f"] == "start")
+        last = next(o for o in after if o["f"] == "start-cluster")
+        assert leader in r["value"] and leader not in first["value"], (r, first)
+        assert set(first["value"]) | {leader} == set(r["value"]), (r, first)
+        assert last["value"] == [leader] and first["index"] < last["index"], (r, last)
 
 
 def test_failed_stop_is_recorded_and_heal_all_recovers(echo_cluster, tmp_path):
