@@ -17,6 +17,11 @@ Shapes:
                   reconnecting the one before (nemesis.schedule chases them): every
                   leader gets a few milliseconds to replicate, and deposed leaders
                   return with entries of their own terms, as in the paper's Figure 8.
+  follower-then-leader  isolate a follower, which falls behind; then, in one hop,
+                  isolate the leader and reconnect the follower (nemesis.schedule):
+                  the new leader must repair the lagging follower before an entry
+                  of its own term commits, while its commit index lags its
+                  predecessor's (dissertation 6.4, ReadIndex).
 
 Node order comes from a seeded rng. When the current leader is known, `leader_first`
 puts it at the position that gets cut off (the isolated node, the smaller half, the
@@ -29,7 +34,9 @@ import random
 
 from cluster.toxiproxy import Toxiproxy
 
-SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way", "leader-chain")
+SHAPES = ("one", "majority", "majorities-ring", "bridge", "one-way", "leader-chain",
+          "follower-then-leader")
+HOPPING = ("leader-chain", "follower-then-leader")   # shapes the schedule moves
 
 Grudge = dict[str, list[str]]
 
@@ -68,7 +75,7 @@ def grudge_for(shape: str, nodes: list[str], rng: random.Random,
     n = len(order)
     if n < 2:
         return {}
-    if shape in ("one", "leader-chain"):
+    if shape in ("one",) + HOPPING:
         return complete_grudge([order[:1], order[1:]])
     if shape == "majority":
         return complete_grudge([order[:n // 2], order[n // 2:]])

@@ -94,7 +94,7 @@ WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1.5}
 # partition shapes, relatively: the shapes that cut one node (the leader, mostly) off
 # from a majority come more often, as they make a deposed leader that still serves
 SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1,
-                 "leader-chain": 3}
+                 "leader-chain": 3, "follower-then-leader": 2}
 LEADER_WAIT_S = 1.5             # a partition aimed at the leader waits this long for one
 # kill and pause targets, relatively: the leader's faults expose the most, and the
 # followers' crashes what they acknowledged but did not make durable
@@ -115,6 +115,7 @@ HOLD = (0.3, 1.5)
 RESTART_HOLD = (0.05, 0.5)      # a whole-cluster restart: down briefly
 CHAIN_HOLD = (1.0, 3.0)         # a leader-chain partition chases leaders this long
 CHAIN_WAIT_S = 2.0              # a leader chain waits this long for every node to be up
+SWAP_HOLD = (0.5, 1.0)          # follower-then-leader: the follower lags this long
 CUT_PAUSE_SHARE = 0.7           # leader cut off alone: paused at once this often
 CUT_PAUSE_HOLD = (0.6, 1.2)     # ... for this long (x interval), still cut off after
 HEAL_ATTEMPTS = 3
@@ -401,18 +402,21 @@ class Nemesis:
 
     def _start_partition(self, rng: random.Random) -> None:
         shape = rng.choices(self.shapes, [SHAPE_WEIGHTS[x] for x in self.shapes])[0]
-        cut_leader = rng.random() < self.leader_bias or shape == "leader-chain"
-        if shape == "leader-chain":
-            self._wait_all_up(CHAIN_WAIT_S)  # a chain needs every node to elect with
+        hops = shape in partition.HOPPING
+        cut_leader = rng.random() < self.leader_bias or hops
+        if hops:
+            self._wait_all_up(CHAIN_WAIT_S)  # a hop needs every node to elect with
         seen = None
         if cut_leader:  # no leader right now (an election): wait a moment for one
             seen = self.observer.leader(self._live()) or self.observer.wait_for_election(
                 0, LEADER, self._live, LEADER_WAIT_S, self._stop, gap_s=0.05)
         leader = seen.node if seen else None
         nodes = self.cluster.node_ids
-        grudge = partition.grudge_for(shape, nodes, rng, leader=leader,
+        first, target = leader, "leader" if leader else "random"
+        if shape == "follower-then-leader" and leader is not None:
+            first, target = rng.choice([n for n in nodes if n != leader]), "follower"
+        grudge = partition.grudge_for(shape, nodes, rng, leader=first,
                                       leader_first=cut_leader)
-        target = "leader" if leader else "random"
         down, _ = self._in_force()
         if down and not self._majority_left(down, [grudge]):
             # with a node down this cut would leave no majority that can elect and
@@ -434,6 +438,8 @@ class Nemesis:
                      **({"term": seen.term} if seen else {}))
         if shape == "leader-chain" and target == "leader" and seen is not None:
             self._chase_leaders(rng, held, seen.term)
+        elif shape == "follower-then-leader" and target == "follower":
+            self._swap_to_leader(rng, held)
         elif (shape == "one" and target == "leader" and seen is not None
               and "pause" in self.faults and "leader" in self.targets
               and rng.random() < CUT_PAUSE_SHARE):
@@ -466,7 +472,6 @@ class Nemesis:
         start-partition (the new leader's cuts) and a stop-partition (the previous
         cuts), in that order, so that two leaders are never both reachable."""
         deadline = time.monotonic() + self._period(rng, CHAIN_HOLD)
-        nodes = self.cluster.node_ids
         while not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -475,21 +480,49 @@ class Nemesis:
                                                     self._stop)
             if found is None:
                 return
-            grudge = partition.complete_grudge(
-                [[found.node], [n for n in nodes if n != found.node]])
-            new = Held("partition", [], "new-leader",
-                       f"partition leader-chain {partition.describe(grudge, nodes)}", grudge)
-            self._hold("partition", new)
-            self._record("start-partition", "leader-chain",
-                         lambda: (partition.apply_grudge(self.cluster.toxiproxy, grudge),
-                                  grudge)[1], target="new-leader", term=found.term)
-            old = held
-            self._record("stop-partition", None, lambda: self._remove_cuts(old.grudge,
-                                                                           grudge, nodes))
-            with self._state:
-                if old in self._held["partition"]:
-                    self._held["partition"].remove(old)
-            held, term = new, found.term
+            held, term = self._hop(held, "leader-chain", found, "new-leader"), found.term
+
+    def _hop(self, old: Held, shape: str, seen: Any, target: str) -> Held:
+        """Move partition `old` onto the leader `seen`: cut it off alone (a
+        start-partition), then remove the cuts of `old` it does not share (a
+        stop-partition), in that order, so that two leaders are never both
+        reachable. The Held of the new cuts."""
+        nodes = self.cluster.node_ids
+        grudge = partition.complete_grudge(
+            [[seen.node], [n for n in nodes if n != seen.node]])
+        new = Held("partition", [], target,
+                   f"partition {shape} {partition.describe(grudge, nodes)}", grudge)
+        self._hold("partition", new)
+        self._record("start-partition", shape,
+                     lambda: (partition.apply_grudge(self.cluster.toxiproxy, grudge),
+                              grudge)[1], target=target, term=seen.term)
+        self._record("stop-partition", None,
+                     lambda: self._remove_cuts(old.grudge or {}, grudge, nodes))
+        with self._state:
+            if old in self._held["partition"]:
+                self._held["partition"].remove(old)
+        return new
+
+    def _swap_to_leader(self, rng: random.Random, held: Held) -> None:
+        """The follower-then-leader partition: after SWAP_HOLD, in one hop, cut off the
+        leader and reconnect the follower cut off so far. The new leader must bring
+        that lagging follower up to date before an entry of its own term commits;
+        until then its commit index may miss entries its predecessor committed and
+        acknowledged (a follower learns of a commit with the next message, which the
+        cut lost), so the reads it serves meanwhile must wait (dissertation 6.4,
+        ReadIndex step 1). No hop when it would leave no majority (a node is down)."""
+        if self._stop.wait(self._period(rng, SWAP_HOLD)):
+            return
+        isolated = [n for n, v in (held.grudge or {}).items()
+                    if len(v) == len(self.cluster.node_ids) - 1]
+        seen = self.observer.leader([n for n in self._live() if n not in isolated])
+        if seen is None:
+            return
+        down = self._in_force()[0]
+        if down and not self._majority_left(down, [partition.complete_grudge(
+                [[seen.node], [n for n in self.cluster.node_ids if n != seen.node]])]):
+            return
+        self._hop(held, "follower-then-leader", seen, "leader")
 
     def _remove_cuts(self, old: dict, keep: dict, nodes: list[str]) -> str:
         """Remove the cuts of grudge `old` that grudge `keep` does not have; what is
