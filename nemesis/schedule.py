@@ -88,9 +88,9 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "latency": ("latency",),
     "process": ("kill", "pause", "restart"),
 }
-# how often a package picks each kind, relatively: a whole-cluster restart stops
-# everything for a second or two, so it comes less often
-WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 1.5}
+# how often a package picks each kind, relatively: latency shares the network
+# package with partitions, which expose more
+WEIGHTS = {"partition": 2, "latency": 1, "kill": 2, "pause": 2, "restart": 2}
 # partition shapes, relatively: the shapes that cut one node (the leader, mostly) off
 # from a majority come more often, as they make a deposed leader that still serves
 SHAPE_WEIGHTS = {"one": 3, "majority": 2, "majorities-ring": 1, "bridge": 1, "one-way": 1,
@@ -103,7 +103,7 @@ TARGET_WEIGHTS = {"leader": 3, "new-leader": 2, "candidate": 2, "followers": 3, 
 SETTLE = 0.75                   # x interval: a partition's age before a process fault
 MAX_CHAIN = 3                   # new-leader: up to this many leaders hit in a row
 ELECTION_RESTART_SHARE = 0.4    # restarts timed to an election
-LEADER_LAST_SHARE = 0.45        # restarts that bring the old leader back last
+LEADER_LAST_SHARE = 0.6         # the others: the old leader comes back last
 FAULTS = ("partition", "kill", "pause", "restart", "latency")
 DEFAULT_TARGETS = ("one", "minority", "followers", "leader", "new-leader", "candidate")
 LATENCIES_MS = (10, 25, 50)     # each with a jitter as large: delays of 0 .. 2x
