@@ -199,14 +199,28 @@ def _attach_excerpts(details: list[dict], logs: dict[str, NodeLog | None]) -> No
 
 def leave_out_missing_invariants(checks: dict[str, dict], results: dict) -> None:
     """For a node of the user's own (docs/node-contract.md), which need not write
-    raftcheck's event lines or WAL: raft-invariants without evidence is left out of
-    the verdict, with a warning, instead of making the run unknown."""
+    raftcheck's event lines or WAL: the invariants it left no evidence for are left
+    out of the verdict, with a warning, instead of making the run unknown. Those its
+    evidence covers (say election safety and one vote per term, from event lines
+    alone) still count; with none covered, raft-invariants is left out entirely."""
     inv = checks.get("raft-invariants") or {}
-    if inv.get("valid") == "unknown":
+    if inv.get("valid") != "unknown":
+        return
+    per = inv.get("invariants") or {}
+    known = {n: r for n, r in per.items() if r.get("valid") in (True, False)}
+    if not known:
         checks.pop("raft-invariants", None)
         results.setdefault("warnings", []).append(
             "raft-invariants not checked: the node wrote no evidence raftcheck can read "
             f"({inv.get('unknown_reason') or 'no event lines or WAL'})")
+        return
+    left_out = sorted(n for n in per if n not in known)
+    inv["invariants"] = known
+    inv["not_checked"] = left_out
+    inv["valid"] = False if any(r["valid"] is False for r in known.values()) else True
+    results.setdefault("warnings", []).append(
+        f"raft-invariants: {', '.join(left_out)} not checked: the node wrote no evidence "
+        f"for them ({inv.pop('unknown_reason', None) or 'no WAL raftcheck can read'})")
 
 
 def add_to_results(results: dict, checks: dict[str, dict]) -> dict:
@@ -263,7 +277,11 @@ def verdict_line(results: dict) -> str:
     checkers = results.get("checkers") or {}
     valid = results.get("valid")
     if valid is True:
-        if "raft-invariants" in checkers:
+        skipped = (checkers.get("raft-invariants") or {}).get("not_checked")
+        if "raft-invariants" in checkers and skipped:
+            tail = (" and the nodes kept the Raft invariants their evidence covers ("
+                    + ", ".join(checkers["raft-invariants"].get("invariants") or {}) + ").")
+        elif "raft-invariants" in checkers:
             tail = " and the nodes kept Raft's invariants."
         elif "node-health" in checkers:
             tail = " and the nodes stayed healthy (Raft's invariants not checked)."

@@ -5,6 +5,7 @@ package main
 // failure to raftcheck's node-health check, so ordinary network trouble is WARNING.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -37,7 +38,9 @@ func (l *Logger) Errorf(f string, a ...any)   { l.log("ERROR", f, a...) }
 
 // Fatalf logs at CRITICAL and exits 255 (a node that cannot go on safely stops).
 func (l *Logger) Fatalf(f string, a ...any) {
-	l.log("CRITICAL", f, a...)
+	msg := fmt.Sprintf(f, a...)
+	l.log("CRITICAL", "%s", msg)
+	NewEvents(l.id).Emit("fatal", map[string]any{"error": msg})
 	os.Exit(255)
 }
 
@@ -61,4 +64,39 @@ func (r raftLogger) Panic(v ...any) {
 func (r raftLogger) Panicf(format string, v ...any) {
 	r.l.log("CRITICAL", format, v...)
 	panic(fmt.Sprintf(format, v...))
+}
+
+// Events writes raftcheck's event lines (docs/spec.md section 5, "What a node logs"):
+// logger raftcheck.node.events, INFO, `raft-event ` and one JSON object whose first
+// key is "event". They are the evidence of the raft-invariants checker (election
+// safety, one vote per term, terms never decrease), so each is written in the order
+// of the node's actions: `persisted` before the `vote` it covers, `leader` before the
+// first AppendEntries of its term.
+type Events struct{ l *Logger }
+
+func NewEvents(id string) *Events { return &Events{NewLogger(id, "raftcheck.node.events")} }
+
+// Emit writes one event line: {"event": kind, fields...} (fields in sorted order).
+func (e *Events) Emit(kind string, fields map[string]any) {
+	head, _ := json.Marshal(kind)
+	line := `{"event":` + string(head)
+	if len(fields) > 0 {
+		rest, err := json.Marshal(fields)
+		if err != nil {
+			e.l.Warningf("event %s not written: %v", kind, err)
+			return
+		}
+		line += "," + string(rest[1:])
+	} else {
+		line += "}"
+	}
+	e.l.log("INFO", "raft-event %s", line)
+}
+
+// nameOrNull is a node name for an event's JSON: null when there is none.
+func nameOrNull(name string) any {
+	if name == "" {
+		return nil
+	}
+	return name
 }

@@ -28,6 +28,9 @@ type Server struct {
 	wal     *WAL
 	tr      *Transport
 	sm      *StateMachine // touched by the Ready loop only
+	events  *Events
+	pTerm   uint64 // the term and vote last written to the WAL (for `persisted`)
+	pVote   uint64
 	boot    string
 	nextID  atomic.Uint64
 	stopc   chan struct{}
@@ -65,7 +68,7 @@ func (s staticStorage) InitialState() (*pb.HardState, *pb.ConfState, error) {
 }
 
 func NewServer(cfg *Config, log *Logger, wal *WAL, rec *Recovered, tr *Transport) *Server {
-	s := &Server{cfg: cfg, log: log, wal: wal, tr: tr, sm: NewStateMachine(),
+	s := &Server{cfg: cfg, log: log, wal: wal, tr: tr, sm: NewStateMachine(), events: NewEvents(cfg.ID),
 		storage: raft.NewMemoryStorage(), boot: fmt.Sprintf("%s.%x", cfg.ID, time.Now().UnixNano()),
 		stopc: make(chan struct{}), done: make(chan struct{}),
 		waiters: map[string]chan Result{}, reads: map[string]*pendingRead{}}
@@ -103,6 +106,10 @@ func NewServer(cfg *Config, log *Logger, wal *WAL, rec *Recovered, tr *Transport
 	}
 	log.Infof("recovered: term %d, vote %s, commit %d, last index %d, election %d ticks, heartbeat %d ticks of %v",
 		hs.GetTerm(), orNone(cfg.NameOf(hs.GetVote())), s.commit, last, c.ElectionTick, c.HeartbeatTick, cfg.Tick)
+	s.pTerm, s.pVote = hs.GetTerm(), hs.GetVote()
+	s.events.Emit("start", map[string]any{"term": hs.GetTerm(),
+		"vote": nameOrNull(cfg.NameOf(hs.GetVote())), "commit": s.commit,
+		"last_index": last, "bugs": []string{}})
 	// RestartNode, not StartNode: the membership comes from storage, not from
 	// bootstrap configuration entries, so a fresh node and a restarted one start alike.
 	s.node = raft.RestartNode(c)
@@ -150,6 +157,11 @@ func (s *Server) ready(rd raft.Ready) {
 	}
 	if rd.HardState != nil {
 		s.storage.SetHardState(rd.HardState)
+		if t, v := rd.HardState.GetTerm(), rd.HardState.GetVote(); t != s.pTerm || v != s.pVote {
+			// written, and fsynced: etcd raft sets MustSync whenever term or vote change
+			s.pTerm, s.pVote = t, v
+			s.events.Emit("persisted", map[string]any{"term": t, "vote": nameOrNull(s.cfg.NameOf(v))})
+		}
 	}
 	if len(rd.Entries) > 0 {
 		if err := s.storage.Append(rd.Entries); err != nil {
@@ -158,6 +170,14 @@ func (s *Server) ready(rd raft.Ready) {
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		s.log.Warningf("ignoring a snapshot at index %d (this node never compacts)", rd.Snapshot.GetMetadata().GetIndex())
+	}
+	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader && s.role != raft.StateLeader {
+		s.events.Emit("leader", map[string]any{"term": s.pTerm})
+	}
+	for _, m := range rd.Messages {
+		if m.GetType() == pb.MsgVoteResp && !m.GetReject() {
+			s.events.Emit("vote", map[string]any{"term": m.GetTerm(), "candidate": s.cfg.NameOf(m.GetTo())})
+		}
 	}
 	// (3) Send.
 	s.tr.Send(rd.Messages)

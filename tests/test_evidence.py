@@ -14,7 +14,8 @@ import zlib
 from pathlib import Path
 
 
-from campaign.evidence import add_to_results, check_run, summary_lines, verdict_line
+from campaign.evidence import (add_to_results, check_run, leave_out_missing_invariants,
+                               summary_lines, verdict_line)
 from campaign.node_logs import parse_node_log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +163,38 @@ def test_missing_files_are_unknown(tmp_path):
     assert out["raft-invariants"]["valid"] == "unknown"
     assert "n3: no data/<id>/raft.wal (log-matching, state-machine-safety)" in \
         out["raft-invariants"]["unknown_reason"]
+
+
+def test_a_foreign_node_with_event_lines_only_keeps_the_invariants_they_cover(tmp_path):
+    # a node of the user's own (gonode): event lines, no raft.wal
+    checks = check_run(make_run(tmp_path, wals={n: None for n in IDS}), IDS, [])
+    results: dict = {}
+    leave_out_missing_invariants(checks, results)
+    r = checks["raft-invariants"]
+    assert r["valid"] is True and r["not_checked"] == ["log-matching",
+                                                       "state-machine-safety"]
+    assert set(r["invariants"]) == {"election-safety", "one-vote-per-term",
+                                    "terms-never-decrease"}
+    assert "log-matching, state-machine-safety not checked" in results["warnings"][0]
+    add_to_results(results, checks)
+    assert verdict_line(results).endswith("the Raft invariants their evidence covers "
+                                          "(election-safety, one-vote-per-term, "
+                                          "terms-never-decrease).")
+    # two leaders in one term are still caught from its event lines
+    logs = {n: clean_log(n) for n in IDS}
+    logs["n2"].append(event(8, "n2", event="leader", term=2))
+    checks = check_run(make_run(tmp_path / "two", logs=logs, wals={n: None for n in IDS}),
+                       IDS, [])
+    leave_out_missing_invariants(checks, {})
+    assert checks["raft-invariants"]["valid"] is False
+    # no evidence at all: the checker is left out, with a warning
+    logs = {n: [line(1, "INFO", n, "gonode", "serving clients")] for n in IDS}
+    checks = check_run(make_run(tmp_path / "none", logs=logs, wals={n: None for n in IDS}),
+                       IDS, [])
+    results = {}
+    leave_out_missing_invariants(checks, results)
+    assert "raft-invariants" not in checks
+    assert results["warnings"][0].startswith("raft-invariants not checked")
 
 
 # -- node-health ----------------------------------------------------------------
