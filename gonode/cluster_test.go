@@ -82,7 +82,7 @@ func TestThreeNodes(t *testing.T) {
 		}
 		text += "}\n"
 	}
-	text += fmt.Sprintf("data_dir: %q\nrequest_timeout_ms: 1000\n", filepath.Join(dir, "{id}"))
+	text += fmt.Sprintf("data_dir: %q\nrequest_timeout_ms: 1000\npeer_secret: \"00112233445566778899aabbccddeeff\"\n", filepath.Join(dir, "{id}"))
 	path := write(t, text)
 	nodes := map[string]*testNode{}
 	for _, id := range ids {

@@ -4,9 +4,11 @@ package main
 // node listens, where it dials each peer (a Toxiproxy proxy), and the Raft timings.
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -30,7 +32,12 @@ type Config struct {
 	ElectMax  time.Duration
 	Request   time.Duration // the commit wait before answering "timeout"
 	Tick      time.Duration
+	Secret    []byte // the cluster's peer secret (nil only with insecure_peers)
+	Insecure  bool   // insecure_peers: true: frames are not authenticated
 }
+
+// minSecretBytes is the shortest peer secret accepted, as raftcheck's node does.
+const minSecretBytes = 16
 
 type fileNode struct {
 	Client string `yaml:"client"`
@@ -45,6 +52,46 @@ type file struct {
 	ElectionTimeout  []int                        `yaml:"election_timeout_ms"`
 	RequestTimeoutMs *int                         `yaml:"request_timeout_ms"`
 	TickMs           *int                         `yaml:"tick_ms"`
+	PeerSecret       *string                      `yaml:"peer_secret"`
+	PeerSecretFile   *string                      `yaml:"peer_secret_file"`
+	InsecurePeers    bool                         `yaml:"insecure_peers"`
+}
+
+// parseSecret reads a peer secret written as hex (at least minSecretBytes bytes).
+func parseSecret(what, text string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(text))
+	if err != nil {
+		return nil, fmt.Errorf("%s: expected a hex string", what)
+	}
+	if len(b) < minSecretBytes {
+		return nil, fmt.Errorf("%s: expected at least %d bytes (%d hex digits), got %d", what, minSecretBytes, 2*minSecretBytes, len(b))
+	}
+	return b, nil
+}
+
+// peerSecret is the cluster file's peer_secret or peer_secret_file (a relative path
+// is relative to the cluster file), as docs/spec.md section 5 says; without either,
+// the file must say insecure_peers: true.
+func peerSecret(path string, f *file) ([]byte, error) {
+	switch {
+	case f.PeerSecret != nil && f.PeerSecretFile != nil:
+		return nil, fmt.Errorf("peer_secret_file: give peer_secret or peer_secret_file, not both")
+	case f.PeerSecret != nil:
+		return parseSecret("peer_secret", *f.PeerSecret)
+	case f.PeerSecretFile != nil:
+		name := *f.PeerSecretFile
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(filepath.Dir(path), name)
+		}
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("peer_secret_file: cannot read %s: %v", name, err)
+		}
+		return parseSecret("peer_secret_file "+name, string(raw))
+	case f.InsecurePeers:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("peer_secret: no peer secret: give peer_secret_file (or peer_secret: HEX) so that peers authenticate each other, or insecure_peers: true")
 }
 
 // nodeOrder sorts node ids so that n1..nN get Raft ids 1..N (n2 before n10).
@@ -162,6 +209,10 @@ func LoadConfig(path, id, dataDir string) (*Config, error) {
 	if c.Tick > c.Heartbeat {
 		return nil, fmt.Errorf("tick_ms (%v) must not be longer than heartbeat_ms (%v)", c.Tick, c.Heartbeat)
 	}
+	if c.Secret, err = peerSecret(path, &f); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	c.Insecure = c.Secret == nil
 	return c, nil
 }
 

@@ -17,7 +17,7 @@ peers:
   n2: {n1: "127.0.0.1:31003", n10: "127.0.0.1:31004"}
   n10: {n1: "127.0.0.1:31005", n2: "127.0.0.1:31006"}
 data_dir: "/tmp/run/data/{id}"
-peer_secret: "00"
+peer_secret: "000102030405060708090a0b0c0d0e0f"
 fsync: true
 request_timeout_ms: 500
 `
@@ -54,5 +54,34 @@ func TestBadConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig(write(t, good), "n4", ""); err == nil {
 		t.Error("accepted an unknown id")
+	}
+}
+
+// The peer secret (spec section 5): hex of at least 16 bytes, inline or in a file
+// beside the cluster file; none at all only with insecure_peers: true.
+func TestPeerSecret(t *testing.T) {
+	c, err := LoadConfig(write(t, good), "n1", "")
+	must(t, err)
+	if len(c.Secret) != 16 || c.Secret[15] != 0x0f || c.Insecure {
+		t.Fatalf("%x %v", c.Secret, c.Insecure)
+	}
+	p := write(t, strings.Replace(good, `peer_secret: "000102030405060708090a0b0c0d0e0f"`, `peer_secret_file: "secret.hex"`, 1))
+	must(t, os.WriteFile(filepath.Join(filepath.Dir(p), "secret.hex"), []byte("ff"+strings.Repeat("01", 15)+"\n"), 0o600))
+	if c, err = LoadConfig(p, "n1", ""); err != nil || len(c.Secret) != 16 || c.Secret[0] != 0xff {
+		t.Fatalf("%v %+v", err, c)
+	}
+	without := strings.Replace(good, `peer_secret: "000102030405060708090a0b0c0d0e0f"`+"\n", "", 1)
+	for text, says := range map[string]string{
+		without: "no peer secret",
+		strings.Replace(good, `"000102030405060708090a0b0c0d0e0f"`, `"00"`, 1): "at least 16 bytes",
+		strings.Replace(good, `"000102030405060708090a0b0c0d0e0f"`, `"zz"`, 1): "hex",
+		good + "peer_secret_file: x\n":                                         "not both",
+	} {
+		if _, err := LoadConfig(write(t, text), "n1", ""); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%q: got %v, want %q", says, err, says)
+		}
+	}
+	if c, err = LoadConfig(write(t, without+"insecure_peers: true\n"), "n1", ""); err != nil || c.Secret != nil || !c.Insecure {
+		t.Fatalf("insecure_peers: %v %+v", err, c)
 	}
 }

@@ -51,6 +51,9 @@ func main() {
 	if cfg.Direct {
 		lg.Warningf("no peers table in %s: dialling peers at their own addresses", *config)
 	}
+	if cfg.Insecure {
+		lg.Warningf("insecure_peers: true in %s: peer frames are not authenticated", *config)
+	}
 
 	wal, rec, err := OpenWAL(cfg.DataDir)
 	if err != nil {

@@ -18,7 +18,7 @@ func freeAddr(t *testing.T) string {
 // reads, and after a restart on the same data directory has them all.
 func TestOneNodeServesAndRecovers(t *testing.T) {
 	dir := t.TempDir()
-	text := fmt.Sprintf("nodes:\n  n1: {client: %q, peer: %q}\npeers: {n1: {}}\ndata_dir: %q\n",
+	text := fmt.Sprintf("nodes:\n  n1: {client: %q, peer: %q}\npeers: {n1: {}}\ndata_dir: %q\ninsecure_peers: true\n",
 		freeAddr(t), freeAddr(t), dir)
 	path := write(t, text)
 	start := func() *Server {

@@ -34,6 +34,10 @@ def gonode() -> str:
     ('nodes: {n1: {client: "127.0.0.1:1", peer: "127.0.0.1:2"}}\ndata_dir: /tmp/x\n'
      'election_timeout_ms: [600, 300]\n', "election_timeout_ms"),
     ('nodes: [\n', "cluster.yaml"),
+    ('nodes: {n1: {client: "127.0.0.1:1", peer: "127.0.0.1:2"}}\ndata_dir: /tmp/x\n',
+     "no peer secret"),
+    ('nodes: {n1: {client: "127.0.0.1:1", peer: "127.0.0.1:2"}}\ndata_dir: /tmp/x\n'
+     'peer_secret: "00"\n', "at least 16 bytes"),
 ])
 def test_a_bad_cluster_file_is_one_line_and_exit_254(tmp_path, text, says):
     exe = gonode()
