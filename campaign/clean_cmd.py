@@ -20,7 +20,8 @@ from collections import defaultdict
 from typing import Any
 
 from cluster.containers import (LABEL_OWNER, LABEL_RUN, LABEL_RUN_DIR, _not_found,
-                                _short, docker_client, owner_alive)
+                                _short, container_labels, container_name, docker_client,
+                                labelled_containers, owner_alive)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,11 +42,12 @@ def find_runs(client: Any) -> dict[str, dict[str, Any]]:
         lambda: {"owner": None, "run_dir": None, "containers": [], "volumes": [],
                  "networks": []})
     flt = {"label": LABEL_RUN}
-    for kind, objects in (("containers", client.containers.list(all=True, filters=flt)),
+    for kind, objects in (("containers", labelled_containers(client, LABEL_RUN)),
                           ("volumes", client.volumes.list(filters=flt)),
                           ("networks", client.networks.list(filters=flt))):
         for obj in objects:
-            labels = (obj.attrs.get("Labels") if kind != "containers" else obj.labels) or {}
+            labels = (obj.attrs.get("Labels") if kind != "containers"
+                      else container_labels(obj)) or {}
             run = runs[labels.get(LABEL_RUN, "?")]
             run[kind].append(obj)
             run["owner"] = run["owner"] or labels.get(LABEL_OWNER)
@@ -65,7 +67,8 @@ def remove_run(run: dict[str, Any]) -> list[str]:
                     obj.remove(force=True)
             except Exception as e:
                 if not _not_found(e):
-                    problems.append(f"{kind[:-1]} {obj.name}: {_short(e)}")
+                    name = container_name(obj) if kind == "containers" else obj.name
+                    problems.append(f"{kind[:-1]} {name}: {_short(e)}")
     return problems
 
 

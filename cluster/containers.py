@@ -351,9 +351,9 @@ class DockerCluster(SignalTeardown):
 
     def _warn_leftovers(self) -> None:
         try:
-            stale = {c.labels.get(LABEL_RUN) for c in self._client.containers.list(
-                all=True, filters={"label": LABEL_RUN})
-                if owner_alive(c.labels.get(LABEL_OWNER)) is False}
+            stale = {container_labels(c).get(LABEL_RUN)
+                     for c in labelled_containers(self._client, LABEL_RUN)
+                     if owner_alive(container_labels(c).get(LABEL_OWNER)) is False}
         except Exception:  # only a hint: never fail a run for it
             return
         if stale:
@@ -509,6 +509,26 @@ def _tar_file(name: str, text: str) -> bytes:
         info.mode = 0o644
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def labelled_containers(client: Any, label: str) -> list[Any]:
+    """Every container (running or not) that carries `label`, from one list call
+    (docker-py's sparse list: a full list inspects each container in turn, and one
+    removed meanwhile fails the whole call with 404 Not Found)."""
+    return client.containers.list(all=True, filters={"label": label}, sparse=True)
+
+
+def container_labels(c: Any) -> dict[str, str]:
+    """The labels of a container from a sparse list (or a full one)."""
+    attrs = getattr(c, "attrs", None) or {}
+    return attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
+
+
+def container_name(c: Any) -> str:
+    """The name of a container from a sparse list (or a full one)."""
+    attrs = getattr(c, "attrs", None) or {}
+    names = attrs.get("Names") or [attrs.get("Name") or c.id[:12]]
+    return str(names[0]).lstrip("/")
 
 
 def _not_found(e: Exception) -> bool:
