@@ -12,14 +12,17 @@ feeds it inputs and drains outputs:
 Contract for the caller (the server and sim.simulation do exactly this):
 
 1. After any input, while `has_ready()`: `rd = core.ready()`; then
-   a. persist `rd.hard_state` (if not None), the truncation `rd.truncate_from`
+   a. persist `rd.snapshot` (if not None: a snapshot from the leader, Figure 13;
+      the stored log then holds nothing up to its index), `rd.hard_state` (if not
+      None), the truncation `rd.truncate_from`
       (if not None: drop stored entries from that index on) and `rd.entries`
       (append), durably (fsync) when `rd.must_sync()` — *persist before send*; a
       Ready whose only change is the durable commit index may be written without an
       fsync (etcd's MustSync);
    b. send `rd.messages` (each `(to_id, message)`; losing some is allowed);
-   c. apply `rd.committed` (CommitEntry, in log order, each index exactly once per
-      core lifetime; they were persisted in this or an earlier Ready);
+   c. reset the state machine from `rd.snapshot` (if not None), then apply
+      `rd.committed` (CommitEntry, in log order, each index exactly once per core
+      lifetime; they were persisted in this or an earlier Ready);
    d. answer `rd.reads`: each `(request_id, read_index)` may be served from the state
       machine once it has applied `read_index`; answer `rd.dropped_reads` (request
       ids) with a definite "not leader / try again" (the read was not served);
@@ -29,10 +32,17 @@ Contract for the caller (the server and sim.simulation do exactly this):
 2. A proposal is identified by `(index, term)` where `index = propose(cmd)` and
    `term = core.term` just after the call. It took effect iff a CommitEntry with that
    index *and* that term is delivered; a CommitEntry at that index with another term
-   means it never will (it was overwritten).
-3. Restart: build a new core from the stored `HardState` and log. The core starts
+   means it never will (it was overwritten); a snapshot from the leader covering
+   the index leaves its fate unknown.
+3. Snapshots (section 7): after `advance`, the caller may save a snapshot of its
+   state machine at its applied index (term: `term_at(index)`), compact its stored
+   log behind it (keeping `stable_entries(index)`), then call `compact(snapshot)`;
+   a follower whose next entry is compacted is sent the snapshot in chunks.
+4. Restart: build a new core from the stored `HardState`, snapshot (if any) and the
+   log after it, the state machine restored from the snapshot. The core starts
    from the stored commit index (clamped to the log; `commit_index` may raise it), so
-   the first Ready delivers the committed entries again from index 1 and a fresh
+   the first Ready delivers the committed entries again from the first index after
+   the snapshot (1 without one) and a fresh
    state machine replays the log at once; the rest is delivered once the core learns
    the commit index. The stored commit index only ever covers entries that were
    durable before the record naming it was written, so a torn write cannot make an
@@ -46,8 +56,9 @@ an Understandable Consensus Algorithm", and Ongaro's dissertation for PreVote,
 CheckQuorum and ReadIndex) next to the code that implements each.
 
 Size: over 600 lines, because `RaftCore` is one state machine (Figure 2): elections,
-replication, commitment and ReadIndex share its state, and read best in one place,
-as in etcd-io/raft's raft.go. Its data types live in node.core.state.
+replication, snapshots (Figure 13), commitment and ReadIndex share its state, and
+read best in one place, as in etcd-io/raft's raft.go. Its data types live in
+node.core.state, the log with its snapshot offset in node.core.log.
 """
 
 from __future__ import annotations
