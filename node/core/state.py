@@ -14,7 +14,8 @@ class RaftConfig:
     """Timing in ticks. A follower that hears no leader for a random number of ticks in
     [election_ticks_min, election_ticks_max] starts an election (section 5.2).
     `snapshot_chunk_chars` bounds one InstallSnapshot chunk (Figure 13), so a frame
-stays far below the transport's limit even if every character is escaped. `bugs` names the planted bugs (node.bugs) this core runs with; none by default."""
+    stays far below the transport's limit even if every character is escaped. `bugs`
+    names the planted bugs (node.bugs) this core runs with; none by default."""
 
     election_ticks_min: int = 10
     election_ticks_max: int = 20

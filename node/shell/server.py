@@ -131,8 +131,12 @@ class NodeServer:
         hb = max(1, min(c.heartbeat_ms // tick, et_min - 1))
         # A planted bug may come without a protection its original system lacked
         # (Bug.disables); the simulation configures its cores the same way.
+        # An InstallSnapshot chunk stays within a frame even if every character is
+        # escaped (6 bytes), with room for the message around it.
+        chunk = max(64, min(64 * 1024, (c.max_frame_bytes - 4096) // 6))
         return RaftConfig(election_ticks_min=et_min, election_ticks_max=et_max,
-                          heartbeat_ticks=hb, bugs=self.bugs, **core_options(self.bugs))
+                          heartbeat_ticks=hb, snapshot_chunk_chars=chunk, bugs=self.bugs,
+                          **core_options(self.bugs))
 
     def event(self, name: str, **fields: Any) -> None:
         """One event line: `raft-event {"event": name, ...}` (docs/spec.md section 5)."""
