@@ -117,8 +117,12 @@ def _read_wal(run_dir: Path, nid: str, ev: NodeEvidence, problems: dict[str, str
         return
     hs = wal.hard_state
     commit = getattr(hs, "commit", None)  # None: a node before the durable commit
+    # A compacted WAL (section 7) starts after its snapshot: the checks compare
+    # what follows it. A snapshot newer than the WAL (a crash between the two) does
+    # not change what the WAL held.
     ev.durable = DurableState(hs.term, hs.voted_for, commit,
-                              [(e.term, e.command) for e in wal.entries])
+                              [(e.term, e.command) for e in wal.entries],
+                              base=getattr(wal, "base", 0))
 
 
 # -- node-health ----------------------------------------------------------------

@@ -86,12 +86,26 @@ class Event:
 @dataclass
 class DurableState:
     """What a node's WAL held after the run: currentTerm, votedFor, the durable
-    commit index (None: a WAL format without it) and the log, entry i at i-1."""
+    commit index (None: a WAL format without it) and the log after `base`, entry i
+    at i-base-1. A compacted WAL (section 7) starts after its snapshot's last index
+    `base`: the entries up to it are in the snapshot, not compared here."""
 
     term: int = 0
     vote: str | None = None
     commit: int | None = None
     entries: list[tuple[int, Any]] = field(default_factory=list)  # (term, command)
+    base: int = 0
+
+    @property
+    def last(self) -> int:
+        """The last index the WAL holds."""
+        return self.base + len(self.entries)
+
+    def at(self, index: int) -> tuple[int, Any] | None:
+        """(term, command) at `index`, None if compacted or past the end."""
+        if self.base < index <= self.base + len(self.entries):
+            return self.entries[index - self.base - 1]
+        return None
 
 
 @dataclass
@@ -283,21 +297,24 @@ def log_matching(nodes: list[NodeEvidence]) -> InvariantResult:
     out, pairs, compared = [], 0, 0
     logs = _logs(nodes)
     for a, b in _pairs(sorted(logs)):
-        la, lb = logs[a].durable.entries, logs[b].durable.entries  # type: ignore[union-attr]
+        da, db = logs[a].durable, logs[b].durable
+        assert da is not None and db is not None
         pairs += 1
-        top = 0
-        for i in range(min(len(la), len(lb)), 0, -1):
-            if la[i - 1][0] == lb[i - 1][0]:
+        # Both compacted WALs hold entries after the later snapshot only (section 7).
+        lo, top = max(da.base, db.base), 0
+        for i in range(min(da.last, db.last), lo, -1):
+            if da.at(i)[0] == db.at(i)[0]:  # type: ignore[index]
                 top = i
                 break
-        compared += top
+        compared += max(0, top - lo)
         j = _first_difference(logs[a], logs[b], top)
         if j is not None:
+            t = da.at(top)[0]  # type: ignore[index]
             out.append(Violation(
                 "log-matching", f"Log Matching (Figure 3): {a} and {b} both hold term "
-                f"{la[top - 1][0]} at index {top}, but differ at index {j}: "
-                f"{_side(a, la, j)}, {_side(b, lb, j)}", [a, b], term=la[top - 1][0],
-                index=j, entries=_window({a: la, b: lb}, j)))
+                f"{t} at index {top}, but differ at index {j}: "
+                f"{_side(a, da, j)}, {_side(b, db, j)}", [a, b], term=t,
+                index=j, entries=_window({a: da, b: db}, j)))
     return _result(out, {"node_pairs": pairs, "entries_compared": compared},
                    _missing(nodes, "durable"))
 
@@ -309,27 +326,29 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
     index of the highest log entry known committed)."""
     out: list[Violation] = []
     by_id = _logs(nodes)
-    logs = {nid: n.durable.entries for nid, n in by_id.items()}  # type: ignore[union-attr]
+    logs = {nid: n.durable for nid, n in by_id.items()}
     commits = {n.node: n.durable.commit for n in nodes
                if n.durable is not None and n.durable.commit is not None}
     for nid in sorted(commits):
-        if commits[nid] > len(logs[nid]):
+        if commits[nid] > logs[nid].last:  # type: ignore[union-attr]
             out.append(Violation(
                 "state-machine-safety", f"State Machine Safety (Figure 2, commitIndex): "
                 f"{nid}'s durable commit index {commits[nid]} exceeds its log of "
-                f"{len(logs[nid])} entries", [nid], index=commits[nid]))
+                f"{logs[nid].last} entries", [nid], index=commits[nid]))  # type: ignore[union-attr]
     pairs = compared = 0
     for a, b in _pairs(sorted(commits)):
         pairs += 1
-        m = min(commits[a], commits[b], len(logs[a]), len(logs[b]))
-        compared += m
+        da, db = logs[a], logs[b]
+        assert da is not None and db is not None
+        m = min(commits[a], commits[b], da.last, db.last)
+        compared += max(0, m - max(da.base, db.base))
         j = _first_difference(by_id[a], by_id[b], m)
         if j is not None:
             out.append(Violation(
                 "state-machine-safety", f"State Machine Safety (Figure 3): {a} (commit "
                 f"{commits[a]}) and {b} (commit {commits[b]}) differ at committed index "
-                f"{j}: {_side(a, logs[a], j)}, {_side(b, logs[b], j)}", [a, b], index=j,
-                entries=_window({a: logs[a], b: logs[b]}, j)))
+                f"{j}: {_side(a, da, j)}, {_side(b, db, j)}", [a, b], index=j,
+                entries=_window({a: da, b: db}, j)))
     missing = _missing(nodes, "durable")
     old = [n.node for n in nodes if n.durable is not None and n.durable.commit is None]
     if old:
@@ -422,36 +441,46 @@ def _pairs(ids: list[str]) -> list[tuple[str, str]]:
 
 
 def _first_difference(a: NodeEvidence, b: NodeEvidence, upto: int) -> int | None:
-    """The first 1-based index <= upto where the two logs differ, or None. Entries
-    are compared exactly as JSON (true is not 1; key order does not matter): their
-    reprs decide at C speed, canonical JSON where the reprs differ."""
-    ra, rb = a.entry_reprs(), b.entry_reprs()
-    if ra[:upto] == rb[:upto]:
+    """The first 1-based index <= upto, after both snapshots (section 7), where the
+    two logs differ, or None. Entries are compared exactly as JSON (true is not 1;
+    key order does not matter): their reprs decide at C speed, canonical JSON where
+    the reprs differ."""
+    da, db = a.durable, b.durable
+    assert da is not None and db is not None
+    lo = max(da.base, db.base)
+    if upto <= lo:
         return None
-    la, lb = a.durable.entries, b.durable.entries  # type: ignore[union-attr]
-    for i in range(upto):
-        if ra[i] != rb[i] and (la[i][0] != lb[i][0] or _json(la[i][1]) != _json(lb[i][1])):
-            return i + 1
+    ra = a.entry_reprs()[lo - da.base:upto - da.base]
+    rb = b.entry_reprs()[lo - db.base:upto - db.base]
+    if ra == rb:
+        return None
+    for k in range(upto - lo):
+        i = lo + k + 1
+        ea, eb = da.at(i), db.at(i)
+        if ra[k] != rb[k] and (ea[0] != eb[0]  # type: ignore[index]
+                               or _json(ea[1]) != _json(eb[1])):  # type: ignore[index]
+            return i
     return None
 
 
-def _side(node: str, log: list[tuple[int, Any]], index: int) -> str:
-    if index > len(log):
-        return f"{node} has no entry"
-    term, cmd = log[index - 1]
+def _side(node: str, log: DurableState, index: int) -> str:
+    e = log.at(index)
+    if e is None:
+        return f"{node} has no entry" + (" (compacted)" if index <= log.base else "")
+    term, cmd = e
     return f"{node} has term {term} {_cut(_json(cmd))}"
 
 
-def _window(logs: dict[str, list[tuple[int, Any]]], index: int) -> list[dict]:
+def _window(logs: dict[str, DurableState], index: int) -> list[dict]:
     """The entries around `index` on each node, side by side: [{"index", node:
     {"term", "command"} | None}]."""
     rows = []
-    top = max(len(log) for log in logs.values())
+    top = max(log.last for log in logs.values())
     for i in range(max(1, index - CONTEXT_ENTRIES), min(top, index + CONTEXT_ENTRIES) + 1):
         row: dict[str, Any] = {"index": i}
         for nid, log in logs.items():
-            row[nid] = ({"term": log[i - 1][0], "command": log[i - 1][1]}
-                        if i <= len(log) else None)
+            e = log.at(i)
+            row[nid] = {"term": e[0], "command": e[1]} if e is not None else None
         rows.append(row)
     return rows
 
@@ -460,7 +489,9 @@ def _node_summary(n: NodeEvidence) -> dict:
     d: dict[str, Any] = {"events": None if n.events is None else len(n.events)}
     if n.durable is not None:
         d.update(term=n.durable.term, vote=n.durable.vote, commit=n.durable.commit,
-                 log_length=len(n.durable.entries))
+                 log_length=n.durable.last)
+        if n.durable.base:
+            d["snapshot_index"] = n.durable.base
     else:
         d["durable"] = None
     if n.missing:

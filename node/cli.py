@@ -131,7 +131,9 @@ def repair_wal(node_id: str, data_dir: str) -> int:
         print(f"{node_id}: cut at {storage.last_repair}")
     else:
         print(f"{node_id}: {storage.path}: no damage; nothing cut")
-    print(f"{node_id}: the log now holds {len(entries)} entries, term {hard_state.term}, "
-          f"commit {hard_state.commit}")
+    snap = storage.snapshot
+    after = f" after the snapshot at {snap.index}" if snap is not None else ""
+    print(f"{node_id}: the log now holds {len(entries)} entries{after}, term "
+          f"{hard_state.term}, commit {hard_state.commit}")
     return 0
 

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--mix", choices=MIXES, help="fault mix for every seed (default: each seed draws one)")
     a("--steps", type=int, metavar="T", help="ticks (10 ms each) with faults on "
                                             "(default: each seed draws 1500 to 6000)")
+    a("--snapshot-entries", type=int, metavar="N",
+      help="snapshot every N applied entries, 0 never (default: each seed draws "
+           "0, 8, 20 or 50)")
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--stop-at-first", dest="stop_at_first", action="store_true",
                       default=True, help="stop at the first failing seed (default)")
@@ -81,11 +84,14 @@ def _config(args: argparse.Namespace) -> RunConfig:
         raise BadInput(f"must be >= 1, got {args.steps}", field="--steps")
     if args.shrink_time <= 0:
         raise BadInput(f"must be > 0, got {args.shrink_time}", field="--shrink-time")
+    if args.snapshot_entries is not None and args.snapshot_entries < 0:
+        raise BadInput(f"must be >= 0, got {args.snapshot_entries}",
+                       field="--snapshot-entries")
     for flag in ("faults", "history"):
         if getattr(args, flag) is not None and args.seed is None:
             raise BadInput("needs --seed", field=f"--{flag}")
     return RunConfig(args.nodes, frozenset(bugs), args.steps, args.mix,
-                     not args.no_linearizability)
+                     not args.no_linearizability, args.snapshot_entries)
 
 
 def rerun_command(prog: str, seed: int, config: RunConfig, faults: str | None = None) -> str:
@@ -277,7 +283,8 @@ def run_many(prog: str, args: argparse.Namespace, config: RunConfig, out: TextIO
     for s in run_seeds(seeds, nodes=config.nodes, bugs=config.bugs, jobs=jobs,
                        steps=config.steps, mix=config.mix,
                        check_linearizability=config.check_linearizability,
-                       stop_at_first=args.stop_at_first):
+                       stop_at_first=args.stop_at_first,
+                       snapshot_entries=config.snapshot_entries):
         summaries.append(s)
         progress.update(s)
     progress.end()

@@ -91,23 +91,27 @@ class SafetyMonitor:
             node.led_term = core.term
             self.sim.stats["elections"] += 1
             self.sim.log(f"{node.id} leader at term {core.term}")
-            n = core.log_length()
+            n, base = core.log_length(), core.snapshot_index
             for index, (cterm, entry) in self.committed.items():
-                if cterm < core.term and (index > n or core.entry(index) != entry):
+                # Entries in its snapshot are compared as applied (state machine safety).
+                if cterm < core.term and index > base and (index > n
+                                                           or core.entry(index) != entry):
                     self.violation("leader-completeness",
                                    f"{node.id} leads term {core.term} without entry {index} "
                                    f"committed at term {cterm}")
                     break
         if core.commit_index > self.max_commit:
             for index in range(self.max_commit + 1, core.commit_index + 1):
-                entry = core.entry(index)
+                if index > core.snapshot_index:
+                    entry = core.entry(index)
+                else:  # compacted (section 7): it applied the entry first
+                    entry = LogEntry(*self.applied[index])
                 self.committed[index] = (core.term, entry)
                 self.check_durable(index, entry, f"{node.id} committed it at term {core.term}")
             self.max_commit = core.commit_index
 
     def check_durable(self, index: int, entry: LogEntry, when: str) -> bool:
-        holders = [n.id for n in self.sim.nodes.values()
-                   if len(n.disk.log) >= index and n.disk.log[index - 1] == entry]
+        holders = [n.id for n in self.sim.nodes.values() if n.disk.holds(index, entry)]
         if len(holders) < self.sim.p.quorum:
             self.violation("committed-lost",
                            f"entry {index} (term {entry.term}) is committed but on the disk "
@@ -147,11 +151,15 @@ class SafetyMonitor:
         whole agreeing prefix, the entries themselves over its last LOG_WINDOW
         indexes (further back, state machine safety compares what is applied)."""
         self.sim.stats["log_checks"] += 1
-        logs = [(n.id, n.core.entries()) for n in self.sim.nodes.values() if n.up]
-        terms = [[e.term for e in log] for _, log in logs]
+        logs = [(n.id, n.core.snapshot_index, n.core.entries())
+                for n in self.sim.nodes.values() if n.up]
         for a in range(len(logs)):
             for b in range(a + 1, len(logs)):
-                (ia, la), (ib, lb), ta, tb = logs[a], logs[b], terms[a], terms[b]
+                (ia, ba, full_a), (ib, bb, full_b) = logs[a], logs[b]
+                # Compare after both snapshots (section 7): from index `first` on.
+                first = max(ba, bb) + 1
+                la, lb = full_a[first - ba - 1:], full_b[first - bb - 1:]
+                ta, tb = [e.term for e in la], [e.term for e in lb]
                 i = min(len(la), len(lb))
                 while i > 0 and ta[i - 1] != tb[i - 1]:
                     i -= 1
@@ -159,4 +167,5 @@ class SafetyMonitor:
                 if ta[:i] != tb[:i] or la[lo:i] != lb[lo:i]:
                     j = next(k for k in range(i) if la[k] != lb[k])
                     self.violation("log-matching", f"{ia} and {ib} agree on the term at "
-                                                   f"{i} but differ at {j + 1}")
+                                                   f"{first + i - 1} but differ at "
+                                                   f"{first + j}")

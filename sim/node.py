@@ -28,7 +28,7 @@ from node.bugs import (ACK_BEFORE_COMMIT, APPEND_NOT_DURABLE, COMMIT_WAIT_DEFINI
 from node.core.messages import CommitEntry, RequestVote, RequestVoteReply
 from node.core.raft import LEADER, RaftCore
 from node.core.register import RegisterMachine, error
-from node.core.state import Ready
+from node.core.state import Ready, Snapshot
 from sim.disk import SimDisk
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class SimNode:
         self.jitter = random.Random(f"{sim.seed}-{node_id}-timing")  # ticks, resumes
         self.clock_factor = 1.0
         self.tear_share: float | None = None   # armed by a torn-write fault
+        self.snap_rng = random.Random(f"{sim.seed}-{node_id}-snapshots")
         self.core: RaftCore
         self.sm: RegisterMachine
         self.start()
@@ -79,11 +80,14 @@ class SimNode:
         sim.monitor.restarted(self, hs)
         self.incarnation += 1
         rng = random.Random(f"{sim.seed}-{self.id}-{self.incarnation}")
-        self.core = RaftCore(self.id, sim.ids, hs, log, sim.raft_config, rng)
+        snap = self.disk.snapshot
+        self.core = RaftCore(self.id, sim.ids, hs, log, sim.raft_config, rng, snapshot=snap)
         self.last_term = hs.term
         self.led_term = None
         self.was_leader = False
         self.sm = RegisterMachine(bugs=self.bugs)
+        if snap is not None:  # section 7: the snapshot, then the WAL's tail
+            self.sm.restore(snap.data, snap.index)
         self.pending: dict[int, list[tuple[int, Request]]] = {}
         self.reads: dict[int, Request] = {}
         self.read_waits: list[tuple[int, Request]] = []
@@ -194,7 +198,9 @@ class SimNode:
                 sim.network.send(self.id, to, m)
             if ACK_BEFORE_COMMIT in self.bugs and rd.entries:
                 self.ack_appended(rd.entries[-1][0])
-            # 3. apply
+            # 3. apply (after a snapshot from the leader resets the machine)
+            if rd.snapshot is not None:
+                self.restore(rd.snapshot)
             for ce in rd.committed:
                 self.apply(ce)
             # 4. reads
@@ -210,8 +216,45 @@ class SimNode:
             core.advance(rd)
             self.leadership_check()
             sim.monitor.observe(self)
+            n = sim.p.snapshot_entries
+            if n and self.sm.last_applied - core.snapshot_index >= n:
+                if not self.take_snapshot():
+                    return
         if self.up:
             sim.monitor.observe(self)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Figure 13, receiver 8 (as the server does): the machine reset from the
+        leader's snapshot; proposals it covers have an unknown fate."""
+        self.sim.stats["snapshots_installed"] += 1
+        self.sm.restore(snap.data, snap.index)
+        for index in [i for i in self.pending if i <= snap.index]:
+            for _, req in self.pending.pop(index):
+                self.reply(req, self.gave_up("replaced by a snapshot"))
+
+    def take_snapshot(self) -> bool:
+        """Section 7, as the server does it: the machine's state at its applied index
+        saved, the WAL compacted behind it, then the core's log. A share of them
+        (snapshot_crash) crash between the snapshot file and the WAL's compaction;
+        False then (the node is down)."""
+        sim, core = self.sim, self.core
+        index = self.sm.last_applied
+        term = core.term_at(index)
+        assert term is not None
+        snap = Snapshot(index, term, self.sm.snapshot())
+        if sim.faults_on and self.snap_rng.random() < sim.p.snapshot_crash:
+            self.disk.write_snapshot(snap)
+            self.crash()
+            sim.stats["snapshot_crashes"] += 1
+            sim.log(f"{self.id} crashed after writing its snapshot at {index}, before "
+                    f"compacting its WAL")
+            sim.monitor.check_cuts(self)
+            sim.schedule(sim.now + self.snap_rng.randint(20, 300), "restart", self)
+            return False
+        self.disk.save_snapshot(snap, core.stable_entries(index))
+        core.compact(snap)
+        sim.stats["snapshots"] += 1
+        return True
 
     def must_fsync(self, rd: Ready) -> bool:
         """Whether this Ready is fsync'd, as the server decides it: not when only the

@@ -65,6 +65,11 @@ class SimParams:
     torn_writes: float = 0.5       # classic: torn writes per simulated second
     clock_skew: bool = False
     keep_majority: bool = False    # figure8: restore a node when a majority is down
+    # snapshots (section 7), drawn from their own stream ("snapshots-<seed>")
+    snapshot_entries: int = 0      # snapshot every N applied entries (0: never)
+    snapshot_chunk_chars: int = 65536  # InstallSnapshot chunk size (Figure 13)
+    snapshot_crash: float = 0.0    # share of snapshots cut by a crash between the
+                                   # snapshot file and the WAL's compaction
 
     @property
     def end_faults(self) -> int:
@@ -79,8 +84,10 @@ class SimParams:
 
     @classmethod
     def from_seed(cls, seed: int, nodes: int = 3, steps: int | None = None,
-                  mix: str | None = None) -> "SimParams":
-        """The parameters seed `seed` draws; `steps` and `mix` override the draw."""
+                  mix: str | None = None,
+                  snapshot_entries: int | None = None) -> "SimParams":
+        """The parameters seed `seed` draws; `steps`, `mix` and `snapshot_entries`
+        override the draw."""
         r = random.Random(f"params-{seed}")
         drawn_mix = r.choice(MIXES)
         drawn_steps = r.choice([1500, 1500, 3000, 6000])  # longer runs now and then
@@ -114,4 +121,11 @@ class SimParams:
             p.torn_writes = r.choice([0.0, 0.1, 0.5])
             p.nemesis_every = r.choice([300, 800, 1500])
             p.clock_skew = r.random() < 0.5
+        # Snapshots: a stream of their own, so the draws above stay what they were.
+        rs = random.Random(f"snapshots-{seed}")
+        p.snapshot_entries = rs.choice([0, 8, 20, 50])
+        p.snapshot_chunk_chars = rs.choice([16, 200, 65536])
+        p.snapshot_crash = rs.choice([0.0, 0.05, 0.2])
+        if snapshot_entries is not None:
+            p.snapshot_entries = snapshot_entries
         return p

@@ -38,9 +38,11 @@ class RunConfig:
     steps: int | None = None
     mix: str | None = None
     check_linearizability: bool = True
+    snapshot_entries: int | None = None
 
     def params(self, seed: int) -> SimParams:
-        return SimParams.from_seed(seed, self.nodes, self.steps, self.mix)
+        return SimParams.from_seed(seed, self.nodes, self.steps, self.mix,
+                                   self.snapshot_entries)
 
 
 def simulate(seed: int, config: RunConfig, faults: list[Fault] | None = None,
@@ -54,9 +56,11 @@ def simulate(seed: int, config: RunConfig, faults: list[Fault] | None = None,
 
 def run_seed(seed: int, nodes: int = 3, bugs: Iterable[str] = (), steps: int | None = None,
              mix: str | None = None, faults: list[Fault] | None = None,
-             check_linearizability: bool = True, verbose: bool = False) -> dict:
+             check_linearizability: bool = True, verbose: bool = False,
+             snapshot_entries: int | None = None) -> dict:
     """Run one seed in this process; its summary."""
-    config = RunConfig(nodes, frozenset(bugs), steps, mix, check_linearizability)
+    config = RunConfig(nodes, frozenset(bugs), steps, mix, check_linearizability,
+                       snapshot_entries)
     return simulate(seed, config, faults, verbose)[1]
 
 
@@ -71,10 +75,12 @@ def default_jobs() -> int:
 def run_seeds(seeds: Iterable[int], nodes: int = 3, bugs: Iterable[str] = (),
               jobs: int | None = None, steps: int | None = None, mix: str | None = None,
               check_linearizability: bool = True,
-              stop_at_first: bool = False) -> Iterator[dict]:
+              stop_at_first: bool = False,
+              snapshot_entries: int | None = None) -> Iterator[dict]:
     """Run seeds in `jobs` processes (default: the CPUs); yield each summary as it
     finishes (see the module docstring)."""
-    config = RunConfig(nodes, frozenset(bugs), steps, mix, check_linearizability)
+    config = RunConfig(nodes, frozenset(bugs), steps, mix, check_linearizability,
+                       snapshot_entries)
     jobs = jobs or default_jobs()
     seeds = iter(seeds)
     if jobs == 1:

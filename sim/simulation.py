@@ -41,7 +41,7 @@ logging.getLogger("raftcheck.node").addHandler(logging.NullHandler())
 LOG_CHECK_EVERY_MS = 500
 STATS = ("messages", "dropped", "duplicated", "reordered", "faults", "crashes",
          "torn_writes", "restarts", "torn_tails", "pauses", "elections", "log_checks",
-         "applied")
+         "applied", "snapshots", "snapshot_crashes", "snapshots_installed")
 
 
 def raft_config(p: SimParams, bugs: frozenset[str]) -> RaftConfig:
@@ -54,7 +54,7 @@ def raft_config(p: SimParams, bugs: frozenset[str]) -> RaftConfig:
                       max_batch_entries=p.max_batch_entries,
                       pre_vote=p.pre_vote and opts["pre_vote"],
                       check_quorum=p.check_quorum and opts["check_quorum"],
-                      bugs=bugs)
+                      snapshot_chunk_chars=p.snapshot_chunk_chars, bugs=bugs)
 
 
 class Simulation:
@@ -99,6 +99,7 @@ class Simulation:
             "fault-end": self.nemesis.end,
             "majority-check": lambda _: self.nemesis.majority_check(),
             "heal": lambda _: self.heal(),
+            "restart": self.restart,
         }
 
     @property

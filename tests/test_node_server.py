@@ -409,7 +409,7 @@ def test_event_lines(cluster: NodeCluster):
     for i, evs in events.items():
         start = evs[0]
         assert start["event"] == "start" and set(start) == {
-            "event", "term", "vote", "commit", "last_index", "bugs"}, start
+            "event", "term", "vote", "commit", "last_index", "snapshot_index", "bugs"}, start
         assert start["bugs"] == [] and start["commit"] <= start["last_index"]
     assert {"event": "leader", "term": term} in events[leader]
     voters = [i for i in cluster.ids if i != leader

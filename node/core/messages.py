@@ -1,8 +1,9 @@
-"""Raft messages: the log entry, the committed entry, and the four RPCs of the paper.
+"""Raft messages: the log entry, the committed entry, and the RPCs of the paper.
 
 A *message* is one of the RPC halves of the Raft paper's Figure 2 (RequestVote and
-AppendEntries, their replies), extended with PreVote (dissertation 9.6) and a
-read-context id for ReadIndex heartbeats (dissertation 6.4). Every message names its
+AppendEntries, their replies) or Figure 13 (InstallSnapshot, sent in chunks, and its
+reply), extended with PreVote (dissertation 9.6) and a read-context id for ReadIndex
+heartbeats (dissertation 6.4). Every message names its
 `sender` and its `term` (SPEC section 5). `to_dict()` gives a JSON-safe dict with a
 "type" field; `message_from_dict(d)` rebuilds a message from untrusted input and
 raises ValueError (one line naming the field) when it is malformed, never anything
@@ -118,7 +119,50 @@ class AppendEntriesReply:
                 "reject_index": self.reject_index, "read_ctx": self.read_ctx}
 
 
-Message = Union[RequestVote, RequestVoteReply, AppendEntries, AppendEntriesReply]
+@dataclass(slots=True)
+class InstallSnapshot:
+    """InstallSnapshot RPC (Figure 13): one chunk of the leader's snapshot, the
+    characters `data` of its serialized state at `offset`; `done` on the last chunk.
+    `read_ctx` as in AppendEntries (a reply confirms leadership for reads)."""
+
+    term: int
+    sender: str
+    last_included_index: int
+    last_included_term: int
+    offset: int
+    data: str
+    done: bool
+    read_ctx: int = 0
+
+    def to_dict(self) -> dict:
+        return {"type": "InstallSnapshot", "term": self.term, "sender": self.sender,
+                "last_included_index": self.last_included_index,
+                "last_included_term": self.last_included_term, "offset": self.offset,
+                "data": self.data, "done": self.done, "read_ctx": self.read_ctx}
+
+
+@dataclass(slots=True)
+class InstallSnapshotReply:
+    """InstallSnapshot results (Figure 13: the receiver's term), plus which snapshot
+    it answers, `offset`: how many characters of it the receiver holds (the next
+    chunk to send), `done`: it is installed (durably, before this reply is sent), and
+    the echoed `read_ctx`."""
+
+    term: int
+    sender: str
+    last_included_index: int = 0
+    offset: int = 0
+    done: bool = False
+    read_ctx: int = 0
+
+    def to_dict(self) -> dict:
+        return {"type": "InstallSnapshotReply", "term": self.term, "sender": self.sender,
+                "last_included_index": self.last_included_index, "offset": self.offset,
+                "done": self.done, "read_ctx": self.read_ctx}
+
+
+Message = Union[RequestVote, RequestVoteReply, AppendEntries, AppendEntriesReply,
+                InstallSnapshot, InstallSnapshotReply]
 
 # Terms, indexes and counters in a message: far below 2^53, so every JSON reader
 # (JavaScript's included) holds them exactly, and far above what a cluster reaches
@@ -198,4 +242,18 @@ def message_from_dict(d: Any) -> Message:
         return RequestVoteReply(term=_int(d, "term"), sender=_str(d, "sender"),
                                 granted=_bool(d, "granted"),
                                 pre_vote=_bool(d, "pre_vote", False))
+    if kind == "InstallSnapshot":
+        data = d.get("data")
+        if type(data) is not str:
+            raise ValueError("field 'data': expected a string")
+        return InstallSnapshot(term=_int(d, "term"), sender=_str(d, "sender"),
+                               last_included_index=_int(d, "last_included_index"),
+                               last_included_term=_int(d, "last_included_term"),
+                               offset=_int(d, "offset"), data=data, done=_bool(d, "done"),
+                               read_ctx=_int(d, "read_ctx", 0))
+    if kind == "InstallSnapshotReply":
+        return InstallSnapshotReply(term=_int(d, "term"), sender=_str(d, "sender"),
+                                    last_included_index=_int(d, "last_included_index", 0),
+                                    offset=_int(d, "offset", 0), done=_bool(d, "done", False),
+                                    read_ctx=_int(d, "read_ctx", 0))
     raise ValueError(f"field 'type': unknown message type {kind!r:.60}")

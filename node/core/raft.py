@@ -12,14 +12,17 @@ feeds it inputs and drains outputs:
 Contract for the caller (the server and sim.simulation do exactly this):
 
 1. After any input, while `has_ready()`: `rd = core.ready()`; then
-   a. persist `rd.hard_state` (if not None), the truncation `rd.truncate_from`
+   a. persist `rd.snapshot` (if not None: a snapshot from the leader, Figure 13;
+      the stored log then holds nothing up to its index), `rd.hard_state` (if not
+      None), the truncation `rd.truncate_from`
       (if not None: drop stored entries from that index on) and `rd.entries`
       (append), durably (fsync) when `rd.must_sync()` — *persist before send*; a
       Ready whose only change is the durable commit index may be written without an
       fsync (etcd's MustSync);
    b. send `rd.messages` (each `(to_id, message)`; losing some is allowed);
-   c. apply `rd.committed` (CommitEntry, in log order, each index exactly once per
-      core lifetime; they were persisted in this or an earlier Ready);
+   c. reset the state machine from `rd.snapshot` (if not None), then apply
+      `rd.committed` (CommitEntry, in log order, each index exactly once per core
+      lifetime; they were persisted in this or an earlier Ready);
    d. answer `rd.reads`: each `(request_id, read_index)` may be served from the state
       machine once it has applied `read_index`; answer `rd.dropped_reads` (request
       ids) with a definite "not leader / try again" (the read was not served);
@@ -29,10 +32,17 @@ Contract for the caller (the server and sim.simulation do exactly this):
 2. A proposal is identified by `(index, term)` where `index = propose(cmd)` and
    `term = core.term` just after the call. It took effect iff a CommitEntry with that
    index *and* that term is delivered; a CommitEntry at that index with another term
-   means it never will (it was overwritten).
-3. Restart: build a new core from the stored `HardState` and log. The core starts
+   means it never will (it was overwritten); a snapshot from the leader covering
+   the index leaves its fate unknown.
+3. Snapshots (section 7): after `advance`, the caller may save a snapshot of its
+   state machine at its applied index (term: `term_at(index)`), compact its stored
+   log behind it (keeping `stable_entries(index)`), then call `compact(snapshot)`;
+   a follower whose next entry is compacted is sent the snapshot in chunks.
+4. Restart: build a new core from the stored `HardState`, snapshot (if any) and the
+   log after it, the state machine restored from the snapshot. The core starts
    from the stored commit index (clamped to the log; `commit_index` may raise it), so
-   the first Ready delivers the committed entries again from index 1 and a fresh
+   the first Ready delivers the committed entries again from the first index after
+   the snapshot (1 without one) and a fresh
    state machine replays the log at once; the rest is delivered once the core learns
    the commit index. The stored commit index only ever covers entries that were
    durable before the record naming it was written, so a torn write cannot make an
@@ -46,8 +56,9 @@ an Understandable Consensus Algorithm", and Ongaro's dissertation for PreVote,
 CheckQuorum and ReadIndex) next to the code that implements each.
 
 Size: over 600 lines, because `RaftCore` is one state machine (Figure 2): elections,
-replication, commitment and ReadIndex share its state, and read best in one place,
-as in etcd-io/raft's raft.go. Its data types live in node.core.state.
+replication, snapshots (Figure 13), commitment and ReadIndex share its state, and
+read best in one place, as in etcd-io/raft's raft.go. Its data types live in
+node.core.state, the log with its snapshot offset in node.core.log.
 """
 
 from __future__ import annotations
@@ -59,9 +70,11 @@ from typing import Any
 from node.bugs import (COMMIT_OLD_TERM, LEASE_READS, LONGER_LOG_WINS_VOTE,
                        MATCH_FROM_LEADER_LOG, READ_BEFORE_TERM_COMMIT, STALE_TERM_APPEND,
                        TRUNCATE_ON_ANY_APPEND, VOTE_RESET_ON_STEP_DOWN, BugTrace)
-from node.core.messages import (AppendEntries, AppendEntriesReply, CommitEntry, LogEntry,
-                                Message, RequestVote, RequestVoteReply)
-from node.core.state import HardState, Progress, RaftConfig, Ready
+from node.core.log import RaftLog
+from node.core.messages import (AppendEntries, AppendEntriesReply, CommitEntry,
+                                InstallSnapshot, InstallSnapshotReply, LogEntry, Message,
+                                RequestVote, RequestVoteReply)
+from node.core.state import HardState, Progress, RaftConfig, Ready, Snapshot
 
 FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
 
@@ -78,7 +91,7 @@ class RaftCore:
 
     def __init__(self, node_id: str, peer_ids: list[str], hard_state: HardState,
                  log: list[LogEntry], config: RaftConfig, rng: random.Random,
-                 commit_index: int = 0) -> None:
+                 commit_index: int = 0, snapshot: Snapshot | None = None) -> None:
         self.id = node_id
         self.peers = [p for p in peer_ids if p != node_id]
         self._peer_set = set(self.peers)
@@ -89,14 +102,21 @@ class RaftCore:
         self.trace = BugTrace(self.log_)
         self._term = hard_state.term
         self._voted_for = hard_state.voted_for
-        self._log: list[LogEntry] = list(log)
-        if not 0 <= commit_index <= len(self._log):
-            raise ValueError(f"commit_index {commit_index} outside the log (0..{len(self._log)})")
-        # The durable commit index (a lost tail may have left it past the log).
-        self._commit = max(commit_index, min(hard_state.commit, len(self._log)))
-        self._applied = 0            # last index handed out in Ready.committed
-        self._stable = len(self._log)  # entries the storage holds (log[:stable])
+        # Section 7: `log` holds the entries after the snapshot, if any.
+        self._snapshot = snapshot
+        self._log = (RaftLog(log, snapshot.index, snapshot.term) if snapshot is not None
+                     else RaftLog(log))
+        last = self._log.last_index()
+        if not 0 <= commit_index <= last:
+            raise ValueError(f"commit_index {commit_index} outside the log (0..{last})")
+        # The durable commit index (a lost tail may have left it past the log); a
+        # snapshot holds only committed entries.
+        self._commit = max(commit_index, min(hard_state.commit, last), self._log.base)
+        self._applied = self._log.base  # last index handed out (or in the snapshot)
+        self._stable = last            # entries the storage holds (up to this index)
         self._trunc: int | None = None  # storage must drop entries from here on
+        self._snap_out: Snapshot | None = None   # received, for the next Ready
+        self._snap_in: tuple[int, int, list[str], int] | None = None  # chunks so far
         self._saved_hs = HardState(self._term, self._voted_for, self._durable_commit())
         self._role = FOLLOWER
         self._leader: str | None = None
@@ -142,37 +162,55 @@ class RaftCore:
         return self._applied
 
     def log_length(self) -> int:
-        return len(self._log)
+        """The last log index (compacted entries included, section 7)."""
+        return self._log.last_index()
+
+    @property
+    def snapshot_index(self) -> int:
+        """The last index the snapshot includes (0: none), section 7."""
+        return self._log.base
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The latest snapshot (section 7), sent to followers behind it."""
+        return self._snapshot
+
+    def term_at(self, index: int) -> int | None:
+        """The term at `index`; None if compacted (section 7) or past the end."""
+        return self._log.term_at(index)
 
     def entry(self, index: int) -> LogEntry:
-        """The entry at 1-based `index` (for tests and the simulation)."""
-        return self._log[index - 1]
+        """The entry at 1-based `index`, after the snapshot (for tests and the sim)."""
+        return self._log.entry(index)
 
     def entries(self) -> list[LogEntry]:
-        """A copy of the whole log (for tests and the simulation)."""
-        return list(self._log)
+        """A copy of the log after the snapshot (for tests and the simulation)."""
+        return self._log.entries()
+
+    def stable_entries(self, after: int) -> list[tuple[int, LogEntry]]:
+        """(index, entry) for the persisted entries after `after` (the WAL tail the
+        storage keeps when it compacts at `after`, section 7)."""
+        lo = max(after, self._log.base) + 1
+        return [(i, self._log.entry(i)) for i in range(lo, self._stable + 1)]
 
     def status(self) -> dict:
         return {"id": self.id, "role": self._role, "term": self._term,
                 "leader": self._leader, "commit_index": self._commit,
-                "last_applied": self._applied, "log_length": len(self._log)}
+                "last_applied": self._applied, "log_length": self._log.last_index(),
+                "snapshot_index": self._log.base}
 
     # ------------------------------------------------------------------ helpers
     def _quorum(self) -> int:
         return (len(self.peers) + 1) // 2 + 1
 
     def _last_index(self) -> int:
-        return len(self._log)
+        return self._log.last_index()
 
     def _term_at(self, index: int) -> int | None:
-        if index == 0:
-            return 0
-        if 1 <= index <= len(self._log):
-            return self._log[index - 1].term
-        return None
+        return self._log.term_at(index)
 
     def _last_term(self) -> int:
-        return self._log[-1].term if self._log else 0
+        return self._log.last_term()
 
     def _random_timeout(self) -> int:
         # Randomized election timeouts (section 5.2).
@@ -306,7 +344,7 @@ class RaftCore:
             pr.dirty = True
         if not self.peers:
             self._maybe_commit()
-        return len(self._log)
+        return self._log.last_index()
 
     def read_index(self, request_id: Any) -> bool:
         """Start a linearizable read (dissertation 6.4, ReadIndex): once the leader has
@@ -344,7 +382,8 @@ class RaftCore:
             elif isinstance(m, RequestVoteReply) and m.pre_vote and m.granted:
                 pass  # a granted PreVote carries the term it was asked for
             else:
-                leader = m.sender if isinstance(m, AppendEntries) else None
+                leader = (m.sender if isinstance(m, (AppendEntries, InstallSnapshot))
+                          else None)
                 self._become_follower(m.term, leader)
         elif m.term < self._term:
             if (isinstance(m, AppendEntries) and STALE_TERM_APPEND in self.bugs
@@ -360,6 +399,10 @@ class RaftCore:
                 # needed with CheckQuorum/PreVote since terms no longer spread by votes).
                 self._send(m.sender, AppendEntriesReply(self._term, self.id, False,
                                                         read_ctx=m.read_ctx))
+            elif isinstance(m, InstallSnapshot):
+                # Figure 13, receiver 1: reply immediately if term < currentTerm.
+                self._send(m.sender, InstallSnapshotReply(self._term, self.id,
+                                                          read_ctx=m.read_ctx))
             elif isinstance(m, RequestVote):
                 # Figure 2, RequestVote receiver 1: reply false if term < currentTerm.
                 self._send(m.sender, RequestVoteReply(self._term, self.id, False, m.pre_vote))
@@ -373,6 +416,10 @@ class RaftCore:
             self._handle_append(m)
         elif isinstance(m, AppendEntriesReply):
             self._handle_append_reply(m)
+        elif isinstance(m, InstallSnapshot):
+            self._handle_snapshot(m)
+        elif isinstance(m, InstallSnapshotReply):
+            self._handle_snapshot_reply(m)
 
     # ------------------------------------------------------------------ votes
     def _handle_vote_request(self, m: RequestVote) -> None:
@@ -431,6 +478,19 @@ class RaftCore:
             self._become_follower(self._term, m.sender)
         self._election_elapsed = 0
         prev = m.prev_log_index
+        base = self._log.base
+        if prev < base:
+            # Section 7: entries up to the snapshot are committed, so they match the
+            # leader's (Leader Completeness); check the rest from the base on.
+            skip = base - prev
+            if skip >= len(m.entries):
+                self._send(m.sender, AppendEntriesReply(self._term, self.id, True,
+                                                        match_index=base,
+                                                        read_ctx=m.read_ctx))
+                return
+            m = AppendEntries(m.term, m.sender, base, self._log.base_term, m.entries[skip:],
+                              m.leader_commit, m.read_ctx)
+            prev = base
         # Figure 2, AppendEntries receiver 2: reply false if the log does not contain
         # an entry at prevLogIndex whose term matches prevLogTerm.
         if self._term_at(prev) != m.prev_log_term:
@@ -438,25 +498,26 @@ class RaftCore:
                 ci, ct = self._last_index() + 1, 0
             else:
                 # Fast backtracking (section 5.3, end): report the conflicting term and
-                # the first index we hold for it.
-                ct = self._log[prev - 1].term
+                # the first index we hold for it (after the snapshot).
+                ct = self._term_at(prev) or 0
                 ci = prev
-                while ci > 1 and self._log[ci - 2].term == ct:
+                while ci - 1 > base and self._term_at(ci - 1) == ct:
                     ci -= 1
             self._send(m.sender, AppendEntriesReply(self._term, self.id, False,
                                                     conflict_index=ci, conflict_term=ct,
                                                     reject_index=prev, read_ctx=m.read_ctx))
             return
-        if TRUNCATE_ON_ANY_APPEND in self.bugs and len(self._log) > max(prev, self._commit):
+        if (TRUNCATE_ON_ANY_APPEND in self.bugs
+                and self._last_index() > max(prev, self._commit)):
             # Planted bug: Figure 2, receiver 3 truncates only on a conflict ("the if
             # here is crucial"); this drops everything after prevLogIndex (never what
             # it knows committed: that would only trip the guard in _truncate).
-            if len(self._log) > prev + len(m.entries) and all(
+            if self._last_index() > prev + len(m.entries) and all(
                     self._term_at(prev + 1 + k) == e.term for k, e in enumerate(m.entries)
-                    if prev + 1 + k <= len(self._log)):
+                    if prev + 1 + k <= self._last_index()):
                 self.trace.acted(TRUNCATE_ON_ANY_APPEND, "dropped entries %d..%d it held "
                                  "(AppendEntries from %s at %d with %d entries)",
-                                 prev + len(m.entries) + 1, len(self._log), m.sender,
+                                 prev + len(m.entries) + 1, self._last_index(), m.sender,
                                  prev, len(m.entries))
             self._truncate(max(prev, self._commit) + 1)
         # Figure 2, receiver 3 and 4: delete an existing entry that conflicts with a
@@ -465,8 +526,8 @@ class RaftCore:
         index = prev
         for k, e in enumerate(m.entries):
             index = prev + 1 + k
-            if index <= len(self._log):
-                if self._log[index - 1].term == e.term:
+            if index <= self._last_index():
+                if self._term_at(index) == e.term:
                     continue
                 self._truncate(index)
             self._log.extend(m.entries[k:])
@@ -484,8 +545,9 @@ class RaftCore:
             # Never happens in a correct Raft (Log Matching + Leader Completeness).
             raise RuntimeError(f"[{self.id}] refusing to truncate committed entry {index} "
                                f"(commit index {self._commit})")
-        self.log_.info("truncating log from index %d (length %d)", index, len(self._log))
-        del self._log[index - 1:]
+        self.log_.info("truncating log from index %d (length %d)", index,
+                       self._last_index())
+        self._log.truncate(index)
         if index <= self._stable:
             self._stable = index - 1
             self._trunc = index if self._trunc is None else min(self._trunc, index)
@@ -533,9 +595,10 @@ class RaftCore:
             # Fast backtracking: if we have entries of conflict_term, resume after our
             # last one; otherwise skip the follower's whole conflicting term.
             i = min(m.reject_index, self._last_index())
-            while i > 0 and self._log[i - 1].term > m.conflict_term:
+            base = self._log.base
+            while i > base and (self._term_at(i) or 0) > m.conflict_term:
                 i -= 1
-            if i > 0 and self._log[i - 1].term == m.conflict_term:
+            if i > base and self._term_at(i) == m.conflict_term:
                 nxt = i + 1
         nxt = min(nxt, m.reject_index)
         pr.next = max(pr.match + 1, min(nxt, self._last_index() + 1), 1)
@@ -560,6 +623,124 @@ class RaftCore:
             # Followers learn the new commit index with the next entries or
             # heartbeat: no extra message round per commit.
             self._release_waiting_reads()
+
+    # ------------------------------------------------------------------ snapshots
+    def compact(self, snapshot: Snapshot) -> None:
+        """Section 7: the caller saved `snapshot` (the state machine after applying
+        entries up to `snapshot.index`) and compacted its WAL behind it; discard the
+        log up to there. Only applied, persisted entries may be compacted."""
+        index = snapshot.index
+        if index <= self._log.base:
+            return
+        if index > self._applied or index > self._stable:
+            raise ValueError(f"[{self.id}] snapshot at {index} past the applied "
+                             f"({self._applied}) or persisted ({self._stable}) entries")
+        if self._term_at(index) != snapshot.term:
+            raise ValueError(f"[{self.id}] snapshot at {index} has term {snapshot.term}, "
+                             f"the log {self._term_at(index)}")
+        self._log.compact(index)
+        self._snapshot = snapshot
+        self.log_.debug("compacted the log up to %d (term %d)", index, snapshot.term)
+
+    def _send_snapshot(self, p: str, pr: Progress) -> None:
+        """Figure 13: a follower whose nextIndex is compacted gets the snapshot, in
+        chunks of at most snapshot_chunk_chars, one in flight (resent on heartbeats)."""
+        snap = self._snapshot
+        assert snap is not None and snap.index == self._log.base
+        if pr.snap_index != snap.index:
+            self.log_.info("sending snapshot at %d (term %d, %d chars) to %s", snap.index,
+                           snap.term, len(snap.data), p)
+            pr.snap_index, pr.snap_offset, pr.probe_sent = snap.index, 0, False
+        pr.probing = True
+        off = min(pr.snap_offset, len(snap.data))
+        chunk = snap.data[off:off + self.config.snapshot_chunk_chars]
+        done = off + len(chunk) >= len(snap.data)
+        self._send(p, InstallSnapshot(self._term, self.id, snap.index, snap.term, off, chunk,
+                                      done, self._read_ctx))
+        pr.probe_sent = True
+
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        """Figure 13, InstallSnapshot receiver 2-8: gather the chunks in order (a
+        chunk out of order gets the offset expected), then install the snapshot."""
+        if self._role == LEADER:
+            self.log_.error("InstallSnapshot from %s at my own term %d as leader: ignored",
+                            m.sender, self._term)
+            return
+        if self._role != FOLLOWER or self._leader != m.sender:
+            self._become_follower(self._term, m.sender)
+        self._election_elapsed = 0
+        index, term = m.last_included_index, m.last_included_term
+
+        def reply(offset: int, done: bool) -> None:
+            self._send(m.sender, InstallSnapshotReply(self._term, self.id, index, offset,
+                                                      done, m.read_ctx))
+        if index <= self._commit:
+            # It already committed past the snapshot: those entries match the
+            # leader's (Leader Completeness); nothing to install.
+            self._snap_in = None
+            reply(m.offset + len(m.data), True)
+            return
+        got = self._snap_in
+        if m.offset == 0:
+            got = (index, term, [], 0)    # receiver 2: create a new snapshot
+        elif got is None or got[:2] != (index, term) or m.offset != got[3]:
+            reply(got[3] if got is not None and got[:2] == (index, term) else 0, False)
+            return
+        parts, size = got[2], got[3] + len(m.data)
+        parts.append(m.data)              # receiver 3: write data at offset
+        if not m.done:                    # receiver 4: wait for more chunks
+            self._snap_in = (index, term, parts, size)
+            reply(size, False)
+            return
+        self._snap_in = None
+        self._install(Snapshot(index, term, "".join(parts)))
+        reply(size, True)
+
+    def _install(self, snap: Snapshot) -> None:
+        """Figure 13, receiver 5-8: keep the log after the snapshot if it holds its
+        last included entry, else discard it; the state machine is reset from the
+        snapshot (Ready.snapshot, persisted before the reply is sent)."""
+        kept = self._log.install(snap.index, snap.term)
+        self.log_.info("installing snapshot at %d (term %d) from %s; %s", snap.index,
+                       snap.term, self._leader,
+                       "kept the entries after it" if kept else "discarded the log")
+        self._snapshot = snap
+        self._commit = max(self._commit, snap.index)
+        self._applied = snap.index
+        self._stable = snap.index   # the storage rewrites its WAL behind the snapshot;
+        self._trunc = None          # entries kept are persisted again after it
+        self._snap_out = snap
+
+    def _handle_snapshot_reply(self, m: InstallSnapshotReply) -> None:
+        """Figure 13 from the leader's side: send the next chunk from the offset the
+        follower holds; once installed, matchIndex is the snapshot's last index."""
+        if self._role != LEADER:
+            return
+        pr = self._progress.get(m.sender)
+        if pr is None:
+            return
+        self._active.add(m.sender)
+        if m.read_ctx > pr.read_ack:
+            pr.read_ack = m.read_ctx
+            self._confirm_reads()
+        if m.done:
+            if m.last_included_index > self._last_index():
+                self.log_.warning("bogus snapshot index %d from %s", m.last_included_index,
+                                  m.sender)
+                return
+            pr.match = max(pr.match, m.last_included_index)
+            if pr.match >= self._log.base:
+                pr.snap_index, pr.probing, pr.probe_sent = 0, False, False
+                pr.next = pr.match + 1
+                pr.dirty = True
+            self._maybe_commit()
+            return
+        if pr.snap_index == 0 or pr.snap_index != m.last_included_index:
+            return  # a reply about an older snapshot
+        snap = self._snapshot
+        pr.snap_offset = min(m.offset, len(snap.data) if snap is not None else 0)
+        pr.probe_sent = False
+        pr.dirty = True
 
     # ------------------------------------------------------------------ ReadIndex
     def _committed_in_term(self) -> bool:
@@ -598,11 +779,16 @@ class RaftCore:
             return
         nxt = min(pr.next, last + 1)
         prev = nxt - 1
+        if prev < self._log.base:
+            # Section 7: the entries it needs are compacted: send the snapshot.
+            self._send_snapshot(p, pr)
+            return
+        pr.snap_index = 0
         end = min(last, prev + self.config.max_batch_entries)
-        entries = self._log[prev:end]
+        entries = self._log.slice(prev + 1, end)
         if not entries and not force:
             return
-        if not entries and not pr.probing:
+        if not entries and not pr.probing and pr.match >= self._log.base:
             # A heartbeat (section 5.2) checks the log at matchIndex, which the follower
             # already confirmed, and carries leaderCommit capped there by the
             # follower (receiver rule 5), as etcd's heartbeats carry min(match,
@@ -658,7 +844,8 @@ class RaftCore:
     def has_ready(self) -> bool:
         if self._msgs or self._reads_ready or self._reads_dropped:
             return True
-        if self._trunc is not None or self._stable < len(self._log):
+        if (self._trunc is not None or self._stable < self._last_index()
+                or self._snap_out is not None):
             return True
         if self._hard_state_changed():
             return True
@@ -682,14 +869,17 @@ class RaftCore:
             rd.hard_state = HardState(self._term, self._voted_for, self._durable_commit())
             rd.term_or_vote_changed = (self._saved_hs.term != self._term
                                        or self._saved_hs.voted_for != self._voted_for)
+        rd.snapshot = self._snap_out
         rd.truncate_from = self._trunc
-        if self._stable < len(self._log):
-            rd.entries = [(i + 1, self._log[i]) for i in range(self._stable, len(self._log))]
+        if self._stable < self._last_index():
+            rd.entries = [(i, self._log.entry(i))
+                          for i in range(self._stable + 1, self._last_index() + 1)]
         rd.messages = self._msgs
         self._msgs = []
         if self._applied < self._commit:
-            rd.committed = [CommitEntry(self._log[i].command, i + 1, self._log[i].term)
-                            for i in range(self._applied, self._commit)]
+            rd.committed = [CommitEntry(e.command, i, e.term)
+                            for i, e in ((i, self._log.entry(i))
+                                         for i in range(self._applied + 1, self._commit + 1))]
         rd.reads = self._reads_ready
         self._reads_ready = []
         rd.dropped_reads = self._reads_dropped
@@ -701,6 +891,8 @@ class RaftCore:
         if rd.hard_state is not None:
             hs = rd.hard_state
             self._saved_hs = HardState(hs.term, hs.voted_for, hs.commit)
+        if rd.snapshot is not None and rd.snapshot is self._snap_out:
+            self._snap_out = None
         if rd.truncate_from is not None:
             self._trunc = None
         if rd.entries:

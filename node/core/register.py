@@ -26,6 +26,7 @@ The planted bug `no-dedup` (node.bugs) turns the table off.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -79,6 +80,28 @@ class RegisterMachine:
         self.values: dict[Any, Any] = {}
         self.sessions: dict[Any, tuple[int, dict]] = {}
         self.last_applied = 0
+
+    def snapshot(self) -> str:
+        """The machine's state for a snapshot (section 7): registers, the
+        exactly-once table and the last applied index, as JSON text (pairs, since
+        keys and client ids may be strings or integers)."""
+        return json.dumps({"last_applied": self.last_applied,
+                           "values": [[k, v] for k, v in self.values.items()],
+                           "sessions": [[c, seq, r] for c, (seq, r) in self.sessions.items()]},
+                          separators=(",", ":"))
+
+    def restore(self, data: str, index: int) -> None:
+        """Reset the machine from a snapshot taken at `index` (Figure 13, receiver 8);
+        ValueError if `data` is not one."""
+        try:
+            d = json.loads(data)
+            if not isinstance(d, dict) or d.get("last_applied") != index:
+                raise ValueError(f"expected the state at index {index}")
+            values = {k: v for k, v in d["values"]}
+            sessions = {c: (seq, r) for c, seq, r in d["sessions"]}
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f"not a register snapshot: {e}") from None
+        self.values, self.sessions, self.last_applied = values, sessions, index
 
     def read(self, key: Any) -> dict:
         """A local read, for a ReadIndex read once `read_index` is applied."""

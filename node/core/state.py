@@ -13,7 +13,9 @@ from node.core.messages import CommitEntry, LogEntry, Message
 class RaftConfig:
     """Timing in ticks. A follower that hears no leader for a random number of ticks in
     [election_ticks_min, election_ticks_max] starts an election (section 5.2).
-    `bugs` names the planted bugs (node.bugs) this core runs with; none by default."""
+    `snapshot_chunk_chars` bounds one InstallSnapshot chunk (Figure 13), so a frame
+    stays far below the transport's limit even if every character is escaped. `bugs`
+    names the planted bugs (node.bugs) this core runs with; none by default."""
 
     election_ticks_min: int = 10
     election_ticks_max: int = 20
@@ -21,12 +23,15 @@ class RaftConfig:
     max_batch_entries: int = 256
     pre_vote: bool = True
     check_quorum: bool = True
+    snapshot_chunk_chars: int = 64 * 1024
     bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not (1 <= self.heartbeat_ticks < self.election_ticks_min <= self.election_ticks_max):
             raise ValueError("RaftConfig: need 1 <= heartbeat_ticks < election_ticks_min "
                              "<= election_ticks_max")
+        if self.snapshot_chunk_chars < 1:
+            raise ValueError("RaftConfig: snapshot_chunk_chars must be >= 1")
         if self.max_batch_entries < 1:
             raise ValueError("RaftConfig: max_batch_entries must be >= 1")
         self.bugs = frozenset(self.bugs)
@@ -44,15 +49,31 @@ class HardState:
     commit: int = 0
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot (section 7, Figure 12): the state machine's state after applying
+    the entries up to `index` (lastIncludedIndex), whose term is `term`
+    (lastIncludedTerm). `data` is the machine's serialized state; the core never
+    looks inside it."""
+
+    index: int
+    term: int
+    data: str
+
+
 @dataclass
 class Ready:
     """What the caller must persist, send, apply and answer (see the module contract).
 
+    `snapshot` is one received from the leader (Figure 13): persist it (the WAL then
+    holds only what follows it) before sending, and restore the state machine from
+    it before applying `committed`, which then start after it.
     `hard_state` is set when the term, the vote or the durable commit index changed;
     `term_or_vote_changed` tells which. `must_sync()` is etcd's MustSync: a Ready whose
     only change is the commit index is written without an fsync."""
 
     hard_state: HardState | None = None
+    snapshot: Snapshot | None = None
     truncate_from: int | None = None
     entries: list[tuple[int, LogEntry]] = field(default_factory=list)
     messages: list[tuple[str, Message]] = field(default_factory=list)
@@ -64,21 +85,24 @@ class Ready:
     def must_write(self) -> bool:
         """Anything for the WAL (hard state, truncation or entries)."""
         return (self.hard_state is not None or self.truncate_from is not None
-                or bool(self.entries))
+                or bool(self.entries) or self.snapshot is not None)
 
     def must_sync(self) -> bool:
         """Figure 2's persistent state changed: write and fsync before sending."""
         return (self.term_or_vote_changed or self.truncate_from is not None
-                or bool(self.entries))
+                or bool(self.entries) or self.snapshot is not None)
 
 
 class Progress:
     """A leader's view of one follower: nextIndex and matchIndex (Figure 2, leader
     state). `probing`: the follower's log position is unknown, so at most one
     AppendEntries is in flight; otherwise entries are pipelined (next advances
-    optimistically as they are sent)."""
+    optimistically as they are sent). `snap_index` > 0: the follower is behind the
+    log's base and gets that snapshot (Figure 13), one chunk in flight, from
+    `snap_offset`."""
 
-    __slots__ = ("next", "match", "probing", "probe_sent", "read_ack", "dirty")
+    __slots__ = ("next", "match", "probing", "probe_sent", "read_ack", "dirty",
+                 "snap_index", "snap_offset")
 
     def __init__(self, next_index: int) -> None:
         self.next = next_index
@@ -87,3 +111,5 @@ class Progress:
         self.probe_sent = False
         self.read_ack = 0
         self.dirty = True
+        self.snap_index = 0
+        self.snap_offset = 0

@@ -24,6 +24,8 @@ Format (docs/internals.md)::
                                     # a relative path is relative to this file
     client_idle_timeout_ms: 10000   # optional: a client connection quiet this long
     max_client_connections: 1024    # is closed; connections served at once
+    snapshot_entries: 10000         # optional: snapshot the state machine and compact
+                                    # the WAL every N applied entries (0: never)
 
 Peers authenticate every frame with the cluster's *peer secret* (node.shell.transport):
 at least 16 bytes, written as hex, the same for every node. A cluster file without one
@@ -50,13 +52,14 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _KNOWN_KEYS = {"nodes", "peers", "data_dir", "fsync", "heartbeat_ms", "election_timeout_ms",
                "tick_ms", "request_timeout_ms", "max_frame_bytes", "peer_secret",
                "peer_secret_file", "insecure_peers", "client_idle_timeout_ms",
-               "max_client_connections"}
+               "max_client_connections", "snapshot_entries"}
 MIN_SECRET_BYTES = 16
 
 DEFAULT_TICK_MS = 10
 DEFAULT_HEARTBEAT_MS = 50
 DEFAULT_ELECTION_MS = (300, 600)
 DEFAULT_REQUEST_TIMEOUT_MS = 2000
+DEFAULT_SNAPSHOT_ENTRIES = 10_000    # section 7: snapshot every N applied entries
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 DEFAULT_CLIENT_IDLE_MS = 10_000      # a client connection quiet this long is closed
 DEFAULT_MAX_CLIENTS = 1024           # client connections open at once
@@ -80,6 +83,7 @@ class ClusterConfig:
     insecure_peers: bool = False
     client_idle_timeout_ms: int = DEFAULT_CLIENT_IDLE_MS
     max_client_connections: int = DEFAULT_MAX_CLIENTS
+    snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES
 
 
 @dataclass
@@ -102,6 +106,7 @@ class NodeConfig:
     peer_secret: bytes | None = None  # None only with insecure_peers
     client_idle_timeout_ms: int = DEFAULT_CLIENT_IDLE_MS
     max_client_connections: int = DEFAULT_MAX_CLIENTS
+    snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES
 
     @property
     def peer_ids(self) -> list[str]:
@@ -226,7 +231,8 @@ def load_cluster(path: str) -> ClusterConfig:
                         ("request_timeout_ms", 1, 600_000),
                         ("max_frame_bytes", 1024, 1 << 30),
                         ("client_idle_timeout_ms", 100, 3_600_000),
-                        ("max_client_connections", 1, 1 << 20)):
+                        ("max_client_connections", 1, 1 << 20),
+                        ("snapshot_entries", 0, 1 << 40)):
         if key in data:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -329,4 +335,5 @@ def node_config(cluster: ClusterConfig, node_id: str, data_dir: str | None = Non
         request_timeout_ms=cluster.request_timeout_ms,
         max_frame_bytes=cluster.max_frame_bytes, bug=bug, peer_secret=cluster.peer_secret,
         client_idle_timeout_ms=cluster.client_idle_timeout_ms,
-        max_client_connections=cluster.max_client_connections)
+        max_client_connections=cluster.max_client_connections,
+        snapshot_entries=cluster.snapshot_entries)

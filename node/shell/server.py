@@ -26,7 +26,14 @@ HTTP statuses (the JSON body is authoritative): 200 ok, 400 malformed (12),
 
 Event lines: besides its ordinary log, the node writes the facts a run checks after
 the fact (docs/spec.md section 5) as lines of the logger `raftcheck.node.events`:
-`raft-event {"event": ...}` for start, persisted, vote, leader and fatal.
+`raft-event {"event": ...}` for start, persisted, vote, leader, snapshot and fatal.
+
+Snapshots (paper section 7): every `snapshot_entries` applied entries the pump saves
+the register machine's state (registers and the exactly-once table) and compacts the
+WAL behind it (Storage.save_snapshot), then tells the core (`compact`); a snapshot
+from the leader (Ready.snapshot, Figure 13) is saved with the Ready's other writes
+and resets the machine before the Ready's committed entries are applied. A restart
+restores the machine from the snapshot and replays the WAL's tail.
 
 The shell's planted bugs (node.bugs: local-reads, ack-before-commit,
 vote-not-durable, append-not-durable, commit-wait-definite) are switches here, each
@@ -53,9 +60,10 @@ from node.bugs import (ACK_BEFORE_COMMIT, APPEND_NOT_DURABLE, COMMIT_WAIT_DEFINI
 from node.shell.config import NodeConfig
 from node.core.messages import CommitEntry, RequestVoteReply, message_from_dict
 from node.core.raft import LEADER, RaftCore
-from node.core.state import RaftConfig, Ready
-from node.core.register import RegisterMachine, validate_command
-from node.core.values import NotStrictJSON, loads_strict
+from node.core.state import RaftConfig, Ready, Snapshot
+from node.core.register import RegisterMachine
+from node.shell.api import (CRASH, HTTP_STATUS, MALFORMED, MAX_BODY, NOT_LEADER,  # noqa: F401
+                            TIMEOUT, UNAVAILABLE, Malformed, error_reply, parse_request)
 from node.shell.httpguard import BODY_TIMEOUT_S, ConnectionGuard, raise_fd_limit
 from node.shell.storage import DataDirLocked, Storage, StorageCorrupted
 from node.shell.transport import Transport
@@ -64,57 +72,7 @@ _log = logging.getLogger("raftcheck.node.server")
 _events = logging.getLogger("raftcheck.node.events")
 EVENT_PREFIX = "raft-event "
 
-TIMEOUT, UNAVAILABLE, MALFORMED, CRASH = 0, 11, 12, 13
-NOT_LEADER = 30
-ERROR_NAMES = {0: "timeout", 11: "temporarily-unavailable", 12: "malformed-request",
-               13: "crash", 20: "key-does-not-exist", 22: "precondition-failed",
-               30: "not-leader"}
-HTTP_STATUS = {0: 504, 11: 503, 12: 400, 13: 500, 20: 409, 22: 409, 30: 503}
-MAX_BODY = 64 * 1024   # with max_batch_entries 256, an AppendEntries stays < 64 MiB
 STALL_WARN_S = 0.1
-
-
-def error_reply(code: int, detail: str | None = None, leader: str | None = None) -> dict:
-    """A SPEC section 4 error; timeout and crash are indefinite."""
-    reply: dict[str, Any] = {"ok": False, "code": code, "error": ERROR_NAMES[code],
-                             "definite": code not in (TIMEOUT, CRASH)}
-    if leader is not None:
-        reply["leader"] = leader
-    if detail:
-        reply["detail"] = detail
-    return reply
-
-
-class Malformed(ValueError):
-    """A client request that is not a valid SPEC section 4 request."""
-
-
-def parse_request(body: bytes) -> dict:
-    """The register command for a POST /op body; Malformed naming the field."""
-    try:
-        req = loads_strict(body)
-    except NotStrictJSON as e:
-        raise Malformed(f"body: {e}") from None
-    if not isinstance(req, dict):
-        raise Malformed("body: expected a JSON object")
-    why = validate_command(req)
-    if why is not None:
-        raise Malformed(why)
-    client, seq = req.get("client"), req.get("seq")
-    if (client is None) != (seq is None):
-        raise Malformed("fields 'client' and 'seq': give both or neither")
-    if client is not None and (client == "" or (isinstance(client, str) and len(client) > 256)):
-        raise Malformed("field 'client': expected a non-empty id of at most 256 characters")
-    if seq is not None and seq < 0:
-        raise Malformed("field 'seq': expected a non-negative integer")
-    cmd = {"op": req["op"], "key": req["key"]}
-    if req["op"] == "write":
-        cmd["value"] = req["value"]
-    elif req["op"] == "cas":
-        cmd["from"], cmd["to"] = req["from"], req["to"]
-    if client is not None:
-        cmd["client"], cmd["seq"] = client, seq
-    return cmd
 
 
 class _Pending:
@@ -173,8 +131,12 @@ class NodeServer:
         hb = max(1, min(c.heartbeat_ms // tick, et_min - 1))
         # A planted bug may come without a protection its original system lacked
         # (Bug.disables); the simulation configures its cores the same way.
+        # An InstallSnapshot chunk stays within a frame even if every character is
+        # escaped (6 bytes), with room for the message around it.
+        chunk = max(64, min(64 * 1024, (c.max_frame_bytes - 4096) // 6))
         return RaftConfig(election_ticks_min=et_min, election_ticks_max=et_max,
-                          heartbeat_ticks=hb, bugs=self.bugs, **core_options(self.bugs))
+                          heartbeat_ticks=hb, snapshot_chunk_chars=chunk, bugs=self.bugs,
+                          **core_options(self.bugs))
 
     def event(self, name: str, **fields: Any) -> None:
         """One event line: `raft-event {"event": name, ...}` (docs/spec.md section 5)."""
@@ -186,22 +148,31 @@ class NodeServer:
         c = self.cfg
         try:
             hard_state, entries = await asyncio.to_thread(self.storage.load)
+            snap = self.storage.snapshot
+            if snap is not None:
+                try:
+                    self.machine.restore(snap.data, snap.index)
+                except ValueError as e:
+                    self.storage.close()
+                    raise StorageCorrupted(f"{self.storage.snap_path}: the snapshot is "
+                                           f"damaged ({e}); refusing to start") from None
         except (StorageCorrupted, DataDirLocked) as e:
             raise BadConfig(str(e), field="data_dir") from None
         except OSError as e:
             raise BadConfig(f"cannot open the data directory: {e}", c.data_dir,
                            None, "data_dir") from None
-        # The core starts from the durable commit index (clamped to the log): the
-        # first Ready replays the state machine up to it.
+        # The core starts from the snapshot and the durable commit index (clamped to
+        # the log): the first Ready replays the state machine's tail up to it.
         self.core = RaftCore(c.node_id, c.peer_ids, hard_state, entries, self._raft_config(),
-                             random.Random(int.from_bytes(os.urandom(8), "big")))
+                             random.Random(int.from_bytes(os.urandom(8), "big")),
+                             snapshot=snap)
         self.log.info("recovered term %d, vote %s, commit %d, %d log entries from %s; "
                       "bugs: %s", hard_state.term, hard_state.voted_for,
                       self.core.commit_index, len(entries), c.data_dir,
                       ",".join(ordered(self.bugs)) or "none")
         self.event("start", term=hard_state.term, vote=hard_state.voted_for,
-                   commit=self.core.commit_index, last_index=len(entries),
-                   bugs=ordered(self.bugs))
+                   commit=self.core.commit_index, last_index=self.core.log_length(),
+                   snapshot_index=self.core.snapshot_index, bugs=ordered(self.bugs))
         self.transport = Transport(c.node_id, c.peer_bind(), c.peer_addrs, message_from_dict,
                                    self._on_message, max_frame=c.max_frame_bytes,
                                    silence_s=c.election_timeout_ms[1] / 1000.0,
@@ -368,6 +339,8 @@ class NodeServer:
             self.transport.send(to, msg)
         if ACK_BEFORE_COMMIT in self.bugs and rd.entries:
             self._ack_appended(rd.entries[-1][0])
+        if rd.snapshot is not None:
+            self._restore(rd.snapshot)
         for entry in rd.committed:
             self._apply(entry)
         for rid, index in rd.reads:
@@ -377,6 +350,9 @@ class NodeServer:
             _answer(fut, self._not_leader())
         core.advance(rd)
         self._serve_reads()
+        if (self.cfg.snapshot_entries
+                and self.machine.last_applied - core.snapshot_index >= self.cfg.snapshot_entries):
+            await self._snapshot()
         if self._was_leader and core.role != LEADER:
             # Leadership lost: appended entries may or may not commit later.
             self._was_leader = False
@@ -385,6 +361,32 @@ class NodeServer:
                 _answer(p.fut, self._commit_wait_ended("leadership lost"))
         elif core.role == LEADER:
             self._was_leader = True
+
+    def _restore(self, snap: Snapshot) -> None:
+        """Figure 13, receiver 8: reset the state machine from the leader's snapshot
+        (already durable). Proposals it covers have an unknown fate."""
+        self.machine.restore(snap.data, snap.index)
+        for index in [i for i in self._pending if i <= snap.index]:
+            _answer(self._pending.pop(index).fut,
+                    self._commit_wait_ended("replaced by a snapshot"))
+        self.event("snapshot", index=snap.index, term=snap.term, source="leader")
+
+    async def _snapshot(self) -> None:
+        """Section 7: save the machine's state at its applied index, compact the WAL
+        behind it (snapshot file first, both atomic), then the core's log."""
+        core = self.core
+        assert core is not None
+        index = self.machine.last_applied
+        term = core.term_at(index)
+        assert term is not None
+        snap = Snapshot(index, term, self.machine.snapshot())
+        started = time.monotonic()
+        await asyncio.to_thread(self.storage.save_snapshot, snap, core.stable_entries(index))
+        core.compact(snap)
+        self.stats["snapshots"] += 1
+        self.log.info("snapshot at %d (term %d, %d chars) in %.0f ms", index, term,
+                      len(snap.data), (time.monotonic() - started) * 1000)
+        self.event("snapshot", index=index, term=term, source="local")
 
     async def _persist(self, rd: Ready) -> None:
         """Persist before send (Figure 2): one write per Ready, with one fsync unless
@@ -395,14 +397,14 @@ class NodeServer:
             # In a worker thread: while the disk works, the loop keeps answering
             # /status and queueing inputs (they form the next batch).
             await asyncio.to_thread(self.storage.save, rd.hard_state, rd.truncate_from,
-                                    rd.entries, True)
+                                    rd.entries, True, rd.snapshot)
             took = time.monotonic() - started
             if took > STALL_WARN_S:
                 self.log.warning("persisting %d entries took %.0f ms (a slow disk, or "
                                  "the process was paused)", len(rd.entries), took * 1000)
             self.stats["syncs"] += 1
         else:
-            self.storage.save(rd.hard_state, rd.truncate_from, rd.entries, False)
+            self.storage.save(rd.hard_state, rd.truncate_from, rd.entries, False, rd.snapshot)
             self.stats["unsynced_writes"] += 1
         if rd.term_or_vote_changed and rd.hard_state is not None:
             # The node now believes its term and vote durable.

@@ -9,6 +9,9 @@ to one file, `raft.wal`:
       {"k": "hs", "term": T, "vote": ID|null, "commit": C}   hard state
       {"k": "e", "i": INDEX, "t": TERM, "c": CMD}   entry append (index = length+1)
       {"k": "tr", "i": INDEX}                        truncation: drop entries >= INDEX
+      {"k": "snap", "i": INDEX, "t": TERM}           the log starts after INDEX, whose
+                                                     term is TERM (section 7): before
+                                                     any entry, in a compacted WAL
 
 A hard-state record without "commit" (written before the commit index was kept)
 reads as commit 0. The commit index in a record covers only entries stored before it
@@ -45,6 +48,19 @@ anything in it is read or written, and stays locked until `close()`: a second no
 started on the same directory gets `DataDirLocked` and changes nothing, where it
 would otherwise cut or append to the running node's WAL.
 
+*Snapshots* (paper section 7). `raft.snap` holds the state machine after applying
+the entries up to its last included index: one record, in the WAL's record format,
+whose payload is {"k": "snapshot", "i": INDEX, "t": TERM, "d": DATA} (DATA the
+machine's state as JSON text). `save_snapshot` writes it to `raft.snap.tmp`, fsyncs,
+renames it over `raft.snap` and fsyncs the directory; only then is the WAL rewritten
+the same way (tmp, fsync, rename, fsync the directory) to hold the hard state, a
+"snap" record and the entries after INDEX. A crash at any point leaves the old
+snapshot and WAL, or the new snapshot and the old WAL (recovery then finishes the
+compaction: Figure 13's rule, the entries after INDEX are kept if the WAL holds
+INDEX at TERM, else dropped), or both new. A snapshot file that does not decode is
+damage (it was renamed into place whole): `StorageCorrupted`, whatever `repair` says;
+so is a compacted WAL without a snapshot, or one compacted past it.
+
 `encode_batch` and `decode_wal` are pure functions, so sim.simulation can keep a WAL in
 memory and crash in the middle of a write.
 """
@@ -63,9 +79,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from node.core.messages import LogEntry
-from node.core.state import HardState
+from node.core.state import HardState, Snapshot
 
 WAL_NAME = "raft.wal"
+SNAP_NAME = "raft.snap"
 LOCK_NAME = "LOCK"
 MARKER_NAME = "raft.wal.created"  # written once the WAL's creation is durable
 _HEADER = struct.Struct(">II")
@@ -101,12 +118,83 @@ def encode_batch(hard_state: HardState | None, truncate_from: int | None,
     return b"".join(parts)
 
 
+def encode_wal(hard_state: HardState, entries: Iterable[tuple[int, LogEntry]],
+               base: int = 0, base_term: int = 0) -> bytes:
+    """A whole (compacted) WAL image: the hard state, the "snap" record if the log
+    starts after a snapshot at `base` (section 7), and the entries."""
+    head = _record({"k": "snap", "i": base, "t": base_term}) if base else b""
+    hs = encode_batch(hard_state, None, [])
+    return hs + head + encode_batch(None, None, entries)
+
+
+def encode_snapshot(snap: Snapshot) -> bytes:
+    """The bytes of `raft.snap` (see the module docstring)."""
+    return _record({"k": "snapshot", "i": snap.index, "t": snap.term, "d": snap.data})
+
+
+def decode_snapshot(data: bytes, name: str = SNAP_NAME) -> Snapshot:
+    """Read `raft.snap`; StorageCorrupted (one line) if it is not one whole, valid
+    snapshot record."""
+    why = None
+    if len(data) < _HEADER.size:
+        why = f"{len(data)} bytes, shorter than a record header"
+    else:
+        length, crc = _HEADER.unpack_from(data, 0)
+        payload = data[_HEADER.size:_HEADER.size + length]
+        if length == 0 or _HEADER.size + length != len(data):
+            why = f"record length {length} does not match the file's {len(data)} bytes"
+        elif zlib.crc32(payload) != crc:
+            why = "CRC mismatch"
+        else:
+            try:
+                obj = json.loads(payload)
+                if not isinstance(obj, dict) or obj.get("k") != "snapshot":
+                    raise ValueError("not a snapshot record")
+                if type(obj.get("d")) is not str:
+                    raise ValueError("field 'd': expected a string")
+                return Snapshot(_int_field(obj, "i"), _int_field(obj, "t"), obj["d"])
+            except ValueError as e:
+                why = str(e)
+    raise StorageCorrupted(f"{name}: the snapshot is damaged ({why}); refusing to start "
+                           f"(it was written whole, so this is not a torn write)")
+
+
+def reconcile(wal: "WalContents", snap: Snapshot | None, wal_name: str = WAL_NAME,
+              snap_name: str = SNAP_NAME) -> bool:
+    """Fit a decoded WAL to the snapshot beside it (section 7), in place; True if a
+    compaction a crash interrupted must be finished (the WAL rewritten behind the
+    snapshot). StorageCorrupted if the two cannot both be right."""
+    if snap is None:
+        if wal.base:
+            raise StorageCorrupted(f"{wal_name}: the log starts after index {wal.base}, "
+                                   f"but {snap_name} is missing; refusing to start")
+        return False
+    if wal.base > snap.index or (wal.base == snap.index and wal.base_term != snap.term):
+        raise StorageCorrupted(
+            f"{wal_name}: the log starts after index {wal.base} (term {wal.base_term}), "
+            f"which {snap_name} (index {snap.index}, term {snap.term}) does not cover; "
+            f"refusing to start")
+    if wal.base == snap.index:
+        return False
+    # A crash after the snapshot's rename, before the WAL's: Figure 13, rules 6 and 7.
+    at = snap.index - wal.base
+    if 0 < at <= len(wal.entries) and wal.entries[at - 1].term == snap.term:
+        wal.entries = wal.entries[at:]
+    else:
+        wal.entries = []
+    wal.base, wal.base_term = snap.index, snap.term
+    return True
+
+
 @dataclass
 class WalContents:
-    """The result of replaying a WAL image."""
+    """The result of replaying a WAL image. `entries` follow `base` (a compacted
+    WAL's snapshot index, 0 if none), whose term is `base_term`."""
 
     hard_state: HardState = field(default_factory=HardState)
     entries: list[LogEntry] = field(default_factory=list)
+    base: int = 0
+    base_term: int = 0
     valid_length: int = 0      # bytes up to the end of the last good record
     records: int = 0
     torn_bytes: int = 0        # bytes cut off as a torn tail (or, repairing, as damage)
@@ -201,9 +289,14 @@ def decode_wal(data: bytes, name: str = WAL_NAME, repair: bool = False) -> WalCo
             kind = obj.get("k")
             if kind == "e":
                 i, t = _int_field(obj, "i"), _int_field(obj, "t")
-                if i != len(log) + 1:
-                    raise ValueError(f"entry index {i}, expected {len(log) + 1}")
+                if i != out.base + len(log) + 1:
+                    raise ValueError(f"entry index {i}, expected {out.base + len(log) + 1}")
                 log.append(LogEntry(t, obj.get("c")))
+            elif kind == "snap":
+                i, t = _int_field(obj, "i"), _int_field(obj, "t")
+                if log or out.base:
+                    raise ValueError("a snap record after the log began")
+                out.base, out.base_term = i, t
             elif kind == "hs":
                 term = _int_field(obj, "term")
                 vote = obj.get("vote")
@@ -215,9 +308,11 @@ def decode_wal(data: bytes, name: str = WAL_NAME, repair: bool = False) -> WalCo
                 out.hard_state = HardState(term, vote, commit)
             elif kind == "tr":
                 i = _int_field(obj, "i")
-                if not 1 <= i <= len(log) + 1:
-                    raise ValueError(f"truncation at {i} outside the log (1..{len(log) + 1})")
-                del log[i - 1:]
+                b = out.base
+                if not b + 1 <= i <= b + len(log) + 1:
+                    raise ValueError(f"truncation at {i} outside the log "
+                                     f"({b + 1}..{b + len(log) + 1})")
+                del log[i - b - 1:]
             else:
                 raise ValueError(f"field 'k': unknown record kind {kind!r:.40}")
         except ValueError as e:
@@ -239,15 +334,20 @@ class Storage:
         self.fsync = fsync
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self.snap_path = self.dir / SNAP_NAME
         self.last_repair: str | None = None
-        self._length = 0
+        self.snapshot: Snapshot | None = None   # the one load() found or save wrote
+        self._hs = HardState()
+        self._base = 0
+        self._length = 0          # the last index the WAL holds
         self.writes = 0
         self.fsyncs = 0
 
     def load(self, repair: bool = False) -> tuple[HardState, list[LogEntry]]:
         """Recover (hard state, log); cut a torn tail; compact a mostly dead file.
-        `repair`: also cut damage at the tail (see the module docstring);
-        `last_repair` then says what was dropped."""
+        With a snapshot (then in `self.snapshot`), the log holds the entries after
+        its last included index. `repair`: also cut damage at the tail of the WAL
+        (see the module docstring); `last_repair` then says what was dropped."""
         self._close_wal()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock()
@@ -265,6 +365,12 @@ class Storage:
                 self.log.warning("[%s] repairing: %s", self.log.extra["node"], missing)
             data = self.path.read_bytes() if self.path.exists() else b""
             wal = decode_wal(data, str(self.path), repair=repair)
+            for stale in (SNAP_NAME + ".tmp", WAL_NAME + ".tmp"):
+                if (self.dir / stale).exists():   # a crash before its rename
+                    (self.dir / stale).unlink()
+            self.snapshot = (decode_snapshot(self.snap_path.read_bytes(), str(self.snap_path))
+                             if self.snap_path.exists() else None)
+            finish = reconcile(wal, self.snapshot, str(self.path), str(self.snap_path))
         except BaseException:
             self.close()  # a node that cannot start leaves the directory free
             raise
@@ -282,16 +388,19 @@ class Storage:
                 f.flush()
                 os.fsync(f.fileno())
         live = len(wal.entries) + 1
-        if wal.records > 2 * live + 64:
-            self.log.info("[%s] %s: compacting (%d records, %d live)", self.log.extra["node"],
-                          self.path, wal.records, live)
-            self._rewrite(wal.hard_state, wal.entries)
+        if finish or wal.records > 2 * live + 64:
+            self.log.info("[%s] %s: compacting (%d records, %d live%s)",
+                          self.log.extra["node"], self.path, wal.records, live,
+                          ", behind the snapshot" if finish else "")
+            self._rewrite(wal.hard_state, wal.entries, wal.base, wal.base_term)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not data:
             self._sync_dir()
         if not marker.exists():
             self._write_marker(marker)
-        self._length = len(wal.entries)
+        self._hs = wal.hard_state
+        self._base = wal.base
+        self._length = wal.base + len(wal.entries)
         return wal.hard_state, wal.entries
 
     def _lock(self) -> None:
@@ -328,15 +437,49 @@ class Storage:
             os.fsync(f.fileno())
         self._sync_dir()
 
-    def _rewrite(self, hs: HardState, entries: list[LogEntry]) -> None:
-        tmp = self.dir / (WAL_NAME + ".tmp")
-        data = encode_batch(hs, None, ((i + 1, e) for i, e in enumerate(entries)))
+    def _rewrite(self, hs: HardState, entries: list[LogEntry], base: int = 0,
+                 base_term: int = 0) -> None:
+        self._replace(self.path, encode_wal(hs, ((base + i + 1, e) for i, e in
+                                                 enumerate(entries)), base, base_term))
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        """Write `data` to `path` atomically: a tmp file, fsync, rename, fsync the dir."""
+        tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        self._sync_dir()
+            if self.fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if self.fsync:
+            self._sync_dir()
+
+    def write_snapshot(self, snap: Snapshot) -> None:
+        """Step 1 of section 7's compaction: make `raft.snap` durable (atomically)."""
+        self._replace(self.snap_path, encode_snapshot(snap))
+        self.snapshot = snap
+
+    def compact(self, snap: Snapshot, tail: list[tuple[int, LogEntry]],
+                hard_state: HardState | None = None) -> None:
+        """Step 2: rewrite the WAL behind the snapshot (written first): the hard
+        state, the snap record and `tail`, the entries after it the WAL holds."""
+        if self._fd is None:
+            raise ValueError("compact before load")
+        if tail and tail[0][0] != snap.index + 1:
+            raise ValueError(f"tail starts at {tail[0][0]}, the snapshot ends at {snap.index}")
+        hs = hard_state if hard_state is not None else self._hs
+        self._close_wal()
+        self._replace(self.path, encode_wal(hs, tail, snap.index, snap.term))
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
+        self._hs, self._base = hs, snap.index
+        self._length = tail[-1][0] if tail else snap.index
+        self.writes += 1
+
+    def save_snapshot(self, snap: Snapshot, tail: list[tuple[int, LogEntry]],
+                      hard_state: HardState | None = None) -> None:
+        """Section 7: save the snapshot, then compact the WAL behind it."""
+        self.write_snapshot(snap)
+        self.compact(snap, tail, hard_state)
 
     def _sync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY)
@@ -346,16 +489,22 @@ class Storage:
             os.close(fd)
 
     def save(self, hard_state: HardState | None, truncate_from: int | None,
-             entries: list[tuple[int, LogEntry]], sync: bool = True) -> None:
-        """Append one Ready's records with one write and (if `sync`) one fsync."""
+             entries: list[tuple[int, LogEntry]], sync: bool = True,
+             snapshot: Snapshot | None = None) -> None:
+        """Append one Ready's records with one write and (if `sync`) one fsync; a
+        snapshot from the leader (Figure 13) is saved first, the WAL emptied behind it."""
         if self._fd is None:
             self.load()
+        if snapshot is not None:
+            self.save_snapshot(snapshot, [], hard_state)
+            hard_state = None
         if hard_state is None and truncate_from is None and not entries:
             return
         length = self._length
         if truncate_from is not None:
-            if not 1 <= truncate_from <= length + 1:
-                raise ValueError(f"truncate_from {truncate_from} outside 1..{length + 1}")
+            if not self._base + 1 <= truncate_from <= length + 1:
+                raise ValueError(f"truncate_from {truncate_from} outside "
+                                 f"{self._base + 1}..{length + 1}")
             length = truncate_from - 1
         if entries and entries[0][0] != length + 1:
             raise ValueError(f"entries start at {entries[0][0]}, the log ends at {length}")
@@ -368,6 +517,8 @@ class Storage:
         if self.fsync and sync:
             os.fsync(self._fd)  # type: ignore[arg-type]
             self.fsyncs += 1
+        if hard_state is not None:
+            self._hs = hard_state
         self._length = length + len(entries)
 
     def _close_wal(self) -> None:

@@ -19,11 +19,12 @@ receive-only. A message names its sender (and term), so a node never identifies 
 peer by its remote address.
 
 Two *lanes* per peer, each its own connection to the same address (so a partition
-through the proxy cuts both): the *data* lane carries AppendEntries with entries, the
-*control* lane everything else (votes, heartbeats, replies). A long batch of entries
-then never delays a heartbeat or a vote, as hashicorp/raft sends heartbeats "async of
-replicate(), since that routine could potentially be blocked on disk IO". Messages
-on the two lanes may overtake each other; the core is built for reordering.
+through the proxy cuts both): the *data* lane carries AppendEntries with entries and
+InstallSnapshot chunks, the *control* lane everything else (votes, heartbeats,
+replies). A long batch of entries then never delays a heartbeat or a vote, as
+hashicorp/raft sends heartbeats "async of replicate(), since that routine could
+potentially be blocked on disk IO". Messages on the two lanes may overtake each
+other; the core is built for reordering.
 
 Failure handling:
 - a sender redials with jittered exponential backoff when its connection fails;
@@ -91,8 +92,10 @@ def encode_frame(obj: dict[str, Any], secret: bytes | None = None) -> bytes:
 
 
 def lane_of(message: Any) -> str:
-    """DATA for an AppendEntries with entries, CONTROL for every other message."""
-    return DATA if getattr(message, "entries", None) else CONTROL
+    """DATA for an AppendEntries with entries or an InstallSnapshot chunk (bulk
+    data), CONTROL for every other message."""
+    bulk = getattr(message, "entries", None) or isinstance(getattr(message, "data", None), str)
+    return DATA if bulk else CONTROL
 
 
 class _Lane:
