@@ -468,15 +468,23 @@ class RaftCore:
             self._become_follower(self._term, None)
 
     # ------------------------------------------------------------------ replication
+    def _follow(self, sender: str, what: str) -> bool:
+        """A message of the leader's kind at this node's term: its sender leads this
+        term (section 5.2, one leader per term), so follow it and reset the election
+        timer. False (ignored) if this node itself leads the term."""
+        if self._role == LEADER:
+            self.log_.error("%s from %s at my own term %d as leader: ignored", what, sender,
+                            self._term)
+            return False
+        if self._role != FOLLOWER or self._leader != sender:
+            self._become_follower(self._term, sender)
+        self._election_elapsed = 0
+        return True
+
     def _handle_append(self, m: AppendEntries) -> None:
         # Same term: m.sender is the leader of this term (one leader per term, 5.2).
-        if self._role == LEADER:
-            self.log_.error("AppendEntries from %s at my own term %d as leader: ignored",
-                            m.sender, self._term)
+        if not self._follow(m.sender, "AppendEntries"):
             return
-        if self._role != FOLLOWER or self._leader != m.sender:
-            self._become_follower(self._term, m.sender)
-        self._election_elapsed = 0
         prev = m.prev_log_index
         base = self._log.base
         if prev < base:
@@ -662,13 +670,8 @@ class RaftCore:
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         """Figure 13, InstallSnapshot receiver 2-8: gather the chunks in order (a
         chunk out of order gets the offset expected), then install the snapshot."""
-        if self._role == LEADER:
-            self.log_.error("InstallSnapshot from %s at my own term %d as leader: ignored",
-                            m.sender, self._term)
+        if not self._follow(m.sender, "InstallSnapshot"):
             return
-        if self._role != FOLLOWER or self._leader != m.sender:
-            self._become_follower(self._term, m.sender)
-        self._election_elapsed = 0
         index, term = m.last_included_index, m.last_included_term
 
         def reply(offset: int, done: bool) -> None:
