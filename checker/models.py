@@ -196,6 +196,15 @@ class Model:
         """Values `op` may write."""
         return []
 
+    def interchangeable(self, ops: list[Operation]) -> set[int]:
+        """Ids of info ops (of one key's `ops`) that are interchangeable: each one
+        leaves a state that no op of the key can tell from the state another one
+        leaves, and that only ever makes an op with a ("ne", v) precondition legal.
+        Any of them may stand for any other, so a search only tries the first unused
+        one (in call order), and one invoked after every such op completed can be
+        dropped (checker.prepare). Default: none."""
+        return set()
+
     def check_op(self, op: Op) -> None:
         """Raise BadInput if this model has no such operation."""
         if op.f not in self.fs:
@@ -241,6 +250,24 @@ class RegisterModel(Model):
         if op.f == "cas" and op.status != FAIL:
             return [freeze(op.input[1])]
         return []
+
+    def interchangeable(self, ops: list[Operation]) -> set[int]:
+        """Info writes and info cas of a value that no read returned and no cas
+        compared with (etcd's robustness tests drop such writes): the register
+        then holds a value that every read and every cas that succeeded finds
+        wrong and every precondition-failed cas finds right, whichever op wrote it.
+        (An info cas is legal in one state only, so it cannot stand for a write:
+        the search tries those invoked before the first unused write.)"""
+        seen: set[Hashable] = set()
+        for op in ops:
+            if op.f == "read" and op.status == OK:
+                seen.add(freeze(op.output))
+            elif op.f == "cas":
+                seen.add(freeze(op.input[0]))
+            elif op.f != "write":
+                return set()       # an op this method does not know: say nothing
+        return {op.id for op in ops if op.status == INFO and freeze(
+            op.input if op.f == "write" else op.input[1]) not in seen}
 
     def precondition(self, op: Operation) -> tuple[str, Hashable]:
         if op.f == "read":

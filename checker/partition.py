@@ -123,11 +123,13 @@ def _init_worker(stop_event: Any) -> None:
 
 
 def _search_job(rows: list[tuple], model_name: str, initial: Any, deadline: float | None,
-                memory_limit_bytes: int | None, label: str) -> SearchResult:
+                memory_limit_bytes: int | None, label: str, prune: bool = True
+                ) -> SearchResult:
+    """One key's search in a worker process (see `_check_parallel`)."""
     ops = [Operation(*row, None, None) for row in rows]  # type: ignore[arg-type]
     stop = _STOP.is_set if _STOP is not None else None
     return search(ops, get_model(model_name, initial), deadline, memory_limit_bytes,
-                  None, label, stop=stop)
+                  None, label, stop=stop, prune=prune)
 
 
 def _grace_over(k: Any, bad: Any, explored: int, elapsed: float,
@@ -142,7 +144,8 @@ def check_keys(parts: dict[Any, list[Operation]], model: Model, deadline: float 
                memory_limit_bytes: int | None,
                progress: Callable[[str], None] | None = None,
                workers: int | None = None,
-               failure_grace_s: float | None = None) -> dict[Any, SearchResult]:
+               failure_grace_s: float | None = None,
+               prune: bool = True) -> dict[Any, SearchResult]:
     """Search every key (a failing key does not stop the others), within the budgets.
 
     Keys are searched in parallel processes when there are several and enough ops
@@ -155,22 +158,24 @@ def check_keys(parts: dict[Any, list[Operation]], model: Model, deadline: float 
     if workers > 1 and len(parts) > 1 and total >= PARALLEL_MIN_OPS \
             and type(model) is type(get_model(model.name)):
         return _check_parallel(parts, model, deadline, memory_limit_bytes, progress,
-                               workers, failure_grace_s)
+                               workers, failure_grace_s, prune)
     return _check_interleaved(parts, model, deadline, memory_limit_bytes, progress,
-                              failure_grace_s)
+                              failure_grace_s, prune)
 
 
 def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
                        deadline: float | None, memory_limit_bytes: int | None,
                        progress: Callable[[str], None] | None,
-                       failure_grace_s: float | None = None) -> dict[Any, SearchResult]:
+                       failure_grace_s: float | None = None,
+                       prune: bool = True) -> dict[Any, SearchResult]:
+    """The keys' searches in this process, a few thousand steps each in turn."""
     grace_s = FAILURE_GRACE_S if failure_grace_s is None else failure_grace_s
     start = time.monotonic()
     multi = len(parts) > 1
     running: dict[Any, tuple[Any, Progress]] = {}
     for k, ops in parts.items():
         where = Progress()
-        running[k] = (search_steps(ops, model, where), where)
+        running[k] = (search_steps(ops, model, where, prune), where)
     results: dict[Any, SearchResult] = {}
     last = start
     rss0 = rss_bytes() if memory_limit_bytes is not None else 0
@@ -227,8 +232,9 @@ def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
 def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
                     deadline: float | None, memory_limit_bytes: int | None,
                     progress: Callable[[str], None] | None,
-                    workers: int, failure_grace_s: float | None = None
-                    ) -> dict[Any, SearchResult]:
+                    workers: int, failure_grace_s: float | None = None,
+                    prune: bool = True) -> dict[Any, SearchResult]:
+    """The keys' searches in worker processes, biggest key first."""
     grace_s = FAILURE_GRACE_S if failure_grace_s is None else failure_grace_s
     import multiprocessing
     per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
@@ -242,7 +248,7 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
         # biggest keys first, so that the slowest one starts early
         order = sorted(parts, key=lambda k: -len(parts[k]))
         futs = {pool.submit(_search_job, _rows(parts[k]), model.name, model.initial,
-                            deadline, per_worker, f" on key {key_label(k)}"): k
+                            deadline, per_worker, f" on key {key_label(k)}", prune): k
                 for k in order}
         for fut in as_completed(futs):
             k = futs[fut]
