@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from checker.explain import explain_failure, render
-from history.ops import Op
+from history.ops import Op, gc_paused
 from checker.models import Model, get_model
 from checker.partition import check_keys, key_label, operations
 from checker.prepare import prepare
@@ -80,6 +80,16 @@ def check(ops: list[Op], model: str | Model = "cas-register",
     may still take to be decided (default `checker.partition.FAILURE_GRACE_S`; 0 stops
     at the first failing key, as Porcupine does). `prune` False: no exact pruning
     (`checker.prepare`; the verdict is the same, only slower)."""
+    with gc_paused():
+        return _check(ops, model, time_limit, memory_limit_mb, shrink, progress,
+                      failure_grace_s, prune)
+
+
+def _check(ops: list[Op], model: str | Model, time_limit: float | None,
+           memory_limit_mb: float | None, shrink: bool,
+           progress: Callable[[str], None] | None, failure_grace_s: float | None,
+           prune: bool) -> CheckResult:
+    """`check`, with the garbage collector paused."""
     start = time.monotonic()
     m = get_model(model)
     deadline = None if time_limit is None else start + float(time_limit)

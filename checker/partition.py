@@ -17,6 +17,7 @@ completed) as optional ops, except reads, which change nothing; ``fail`` cas wit
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -118,8 +119,12 @@ _STOP = None   # in a worker process: the event set when the grace after a failu
 
 
 def _init_worker(stop_event: Any) -> None:
+    """A worker process's set-up: the grace event; no garbage collector (a search
+    makes no garbage cycles, and a collection would touch, and so copy, every page
+    of the history the worker shares with its parent)."""
     global _STOP
     _STOP = stop_event
+    gc.disable()
 
 
 def _search_job(rows: list[tuple], model_name: str, initial: Any, deadline: float | None,

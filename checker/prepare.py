@@ -7,18 +7,18 @@ verdicts with and without it on small random histories, brute force included):
 - a read that failed or timed out changes nothing and observes nothing: dropped
   by `checker.partition.operations` (so is every fail but a precondition-failed cas);
 - an *interchangeable* info op (`Model.interchangeable`; for the registers: an info
-  write of a value that no read returned and no cas compared with) can only matter
-  by making a precondition-failed cas legal (the register then holds a value the
-  cas did not expect). One invoked after every such cas of its key completed can
-  matter to none: in any linearization that holds it, every op after it up to the
-  next write is legal without it too, and the next write leaves the same state.
-  It is dropped. The others stay, and the search tries only the first unused one
-  (`checker.search`): any of them may stand for any other.
+  write or cas of a value that no read returned and no cas that succeeded compared
+  with) can only matter by making a precondition-failed cas legal (the register
+  then holds a value the cas did not expect). One invoked after every such cas of
+  its key completed can matter to none: in any linearization that holds it, every
+  op after it up to the next write is legal without it too, and the next write
+  leaves the same state. It is dropped. The others stay, and the search tries them
+  in call order up to the first unused *free* one only (`checker.search`): that
+  one may stand for any of the others.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from checker.models import Model, Operation
@@ -39,13 +39,15 @@ def prepare(parts: dict[Any, list[Operation]], model: Model
             out[k] = ops
             continue
         dropped += len(drop)
-        out[k] = [replace(o, id=i) for i, o in
-                  enumerate(o for o in ops if o.id not in drop)]
+        kept_ops = [o for o in ops if o.id not in drop]
+        for i, o in enumerate(kept_ops):
+            o.id = i           # the ops are this check's own (checker.partition)
+        out[k] = kept_ops
     return out, {"pruned": dropped, "interchangeable": kept}
 
 
-def droppable(ops: list[Operation], model: Model, junk: set[int] | None = None
-              ) -> set[int]:
+def droppable(ops: list[Operation], model: Model,
+              junk: dict[int, bool] | None = None) -> set[int]:
     """Ids of the interchangeable info ops of one key invoked after every op whose
     precondition is not ("eq", v) or ("any", None) completed (see the module
     docstring); an unfinished such op never completes."""

@@ -89,7 +89,7 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     QH, QT, IH, IT, RH, RT, JH, JT = range(8)
     inf = 1 << 62
     size = 8 + 2 * n
-    junk = model.interchangeable(ops) if prune else set()
+    junk = model.interchangeable(ops) if prune else {}
     pos = [inf] * size
     e_op = [-1] * size
     e_ret = [0] * size          # call entry -> its return entry (0: an info op)
@@ -139,7 +139,7 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     pval = [p[1] for p in pre]
     # jfree[i]: an interchangeable op legal in every state (a write): in the J list,
     # the ops after the first unused one are never tried (it can stand for them)
-    jfree = [i in junk and pre[i][0] == "any" for i in range(n)]
+    jfree = [junk.get(i) is True for i in range(n)]
     unlock = model.info_unlocks
     needs: tuple = (set(), False)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from history.errors import BadInput
 from history.importers import parse_edn, parse_porcupine
-from history.ops import Op
+from history.ops import Op, gc_paused
 from history.validation import MAX_DEPTH, Refused, Validator, refused_number
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,12 @@ def read_history(path: Path | str, format: str = "auto") -> list[Op]:
         format = detect_format(text, str(path))
     else:
         _check_forced(text, format, str(path))
+    with gc_paused():
+        return _parse(text, str(path), format)
+
+
+def _parse(text: str, path: str, format: str) -> list[Op]:
+    """The ops of a history file's text in a known format (see read_history)."""
     if format == "jsonl":
         ops = _parse_jsonl(text, str(path))
     elif format == "edn":

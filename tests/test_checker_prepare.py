@@ -161,7 +161,7 @@ def test_observed_values_are_not_interchangeable():
     parts, _ = operations(h, m)
     ops = parts[None]
     # 3 is compared with, 4 is read; only the cas writing 6 is interchangeable
-    assert m.interchangeable(ops) == {o.id for o in ops if o.input == [8, 6]}
+    assert m.interchangeable(ops) == {o.id: False for o in ops if o.input == [8, 6]}
     assert check(h).valid is True
 
 
