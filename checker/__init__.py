@@ -94,7 +94,7 @@ def _check(ops: list[Op], model: str | Model, time_limit: float | None,
     m = get_model(model)
     deadline = None if time_limit is None else start + float(time_limit)
     mem = None if memory_limit_mb is None else int(float(memory_limit_mb) * 2 ** 20)
-    parts, counts = operations(ops, m)
+    parts, counts = operations(ops, m, progress)
     counts["pruned"] = counts["interchangeable"] = 0
     if prune:
         parts, pruned = prepare(parts, m)

@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 from history.errors import BadInput
@@ -32,6 +32,7 @@ from checker.search import (Progress, SearchResult, budget_reason, memory_per_co
                             rss_bytes, search, search_steps)
 
 PARALLEL_MIN_OPS = 20_000     # below this, process start-up costs more than it saves
+STATUS_S = 2.0                # the progress line: first after this long, then this often
 
 
 def key_label(key: Any) -> str:
@@ -39,15 +40,25 @@ def key_label(key: Any) -> str:
     return json.dumps(key, separators=(",", ":"), ensure_ascii=False)
 
 
-def operations(ops: list[Op], model: Model) -> tuple[dict[Any, list[Operation]], dict]:
+def operations(ops: list[Op], model: Model,
+               progress: Callable[[str], None] | None = None
+               ) -> tuple[dict[Any, list[Operation]], dict]:
     """Pair invokes with completions, per key; return (key -> ops, counts).
 
-    Keys come in the order of their first op in the history."""
+    Keys come in the order of their first op in the history. `progress` is told how
+    far pairing got every 2 s, from 2 s on."""
+    start = last = time.monotonic()
     open_: dict[Any, Op] = {}
     pairs: list[tuple[Op, Op | None]] = []
     counts = {"client_ops": 0, "ok": 0, "info": 0, "fail": 0, "fail_observed": 0,
               "dropped": 0, "nemesis": 0}
     for op in ops:
+        if not op.index & 0xffff and progress is not None:
+            now = time.monotonic()
+            if now - last >= STATUS_S:
+                last = now
+                progress(f"pairing: {op.index:,}/{len(ops):,} history lines "
+                         f"({op.index / (now - start):,.0f} lines/s)")
         if op.process == NEMESIS:
             counts["nemesis"] += 1
             continue
@@ -108,6 +119,44 @@ def _rows(ops: list[Operation]) -> list[tuple]:
     """What a worker needs of each op (cheap to send: no history Op objects)."""
     return [(o.id, o.process, o.f, o.key, o.input, o.output, o.status, o.call, o.ret)
             for o in ops]
+
+
+class Status:
+    """The progress line of a check (keys done, ops/s, memory), for `progress`:
+    every STATUS_S seconds, the first after STATUS_S (a quicker check shows none)."""
+
+    def __init__(self, progress: Callable[[str], None] | None,
+                 parts: dict[Any, list[Operation]]) -> None:
+        self.progress = progress
+        self.keys = len(parts)
+        self.ops = sum(len(v) for v in parts.values())
+        self.start = self.last = time.monotonic()
+
+    def due(self) -> bool:
+        """Whether a line is wanted now."""
+        return self.progress is not None and time.monotonic() - self.last >= STATUS_S
+
+    def emit(self, keys_done: int, ops_done: int, bad: int, rss: int) -> None:
+        """Say how far the check got: `ops_done` ops decided, `rss` bytes resident."""
+        assert self.progress is not None
+        now = self.last = time.monotonic()
+        rate = ops_done / max(now - self.start, 1e-9)
+        self.progress(f"checking: {keys_done}/{self.keys} keys done"
+                      f"{f' ({bad} not linearizable)' if bad else ''}, "
+                      f"{ops_done:,}/{self.ops:,} ops ({rate:,.0f} ops/s), "
+                      f"memory {rss / 2 ** 20:,.0f} MB")
+
+
+def _pids_rss(pids: list[int]) -> int:
+    """Resident memory of other processes (the workers; Linux /proc, else 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 # Once one key is found not linearizable the verdict is settled; the other keys get this
@@ -182,7 +231,7 @@ def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
         where = Progress()
         running[k] = (search_steps(ops, model, where, prune), where)
     results: dict[Any, SearchResult] = {}
-    last = start
+    status = Status(progress, parts)
     rss0 = rss_bytes() if memory_limit_bytes is not None else 0
     bad, grace_end = None, None
     while running:
@@ -223,14 +272,12 @@ def _check_interleaved(parts: dict[Any, list[Operation]], model: Model,
                                               why, where, len(parts[k]), label))
             running.clear()
             break
-        if progress is not None and now - last >= 2.0:
-            last = now
-            done_n = len(results)
-            bad = sum(1 for r in results.values() if r.valid is False)
-            states = sum(w.explored for _, w in running.values())
-            progress(f"checking: {done_n}/{len(parts)} keys done"
-                     f"{f' ({bad} not linearizable)' if bad else ''}, {states:,} "
-                     f"configurations explored in the others")
+        if status.due():
+            status.emit(len(results),
+                        sum(len(parts[k]) for k in results)
+                        + sum(w.depth for _, w in running.values()),
+                        sum(1 for r in results.values() if r.valid is False),
+                        rss_bytes())
     return {k: results[k] for k in parts}
 
 
@@ -243,11 +290,11 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
     grace_s = FAILURE_GRACE_S if failure_grace_s is None else failure_grace_s
     import multiprocessing
     per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
-    started = time.monotonic()
     results: dict[Any, SearchResult] = {}
     ctx = multiprocessing.get_context()
     stop = ctx.Event()
     bad, grace = None, None
+    status = Status(progress, parts)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                              initializer=_init_worker, initargs=(stop,)) as pool:
         # biggest keys first, so that the slowest one starts early
@@ -255,20 +302,25 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
         futs = {pool.submit(_search_job, _rows(parts[k]), model.name, model.initial,
                             deadline, per_worker, f" on key {key_label(k)}", prune): k
                 for k in order}
-        for fut in as_completed(futs):
-            k = futs[fut]
-            res = fut.result()
-            if res.valid == "unknown" and stop.is_set() and bad is not None:
-                res = _grace_over(k, bad, res.explored, res.elapsed_s, grace_s)
-            results[k] = res
-            if res.valid is False and bad is None:
-                bad = k
-                grace = threading.Timer(grace_s, stop.set)
-                grace.daemon = True
-                grace.start()
-            if progress is not None:
-                progress(f"checked key {key_label(k)} ({len(results)}/{len(parts)}) "
-                         f"in {time.monotonic() - started:.1f} s: {res.valid}")
+        pending = set(futs)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: order.index(futs[f])):
+                k = futs[fut]
+                res = fut.result()
+                if res.valid == "unknown" and stop.is_set() and bad is not None:
+                    res = _grace_over(k, bad, res.explored, res.elapsed_s, grace_s)
+                results[k] = res
+                if res.valid is False and bad is None:
+                    bad = k
+                    grace = threading.Timer(grace_s, stop.set)
+                    grace.daemon = True
+                    grace.start()
+            if status.due():
+                pids = list(getattr(pool, "_processes", None) or {})
+                status.emit(len(results), sum(len(parts[k]) for k in results),
+                            sum(1 for r in results.values() if r.valid is False),
+                            rss_bytes() + _pids_rss(pids))
     if grace is not None:
         grace.cancel()
     return {k: results[k] for k in parts}

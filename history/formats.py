@@ -32,8 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from history.errors import BadInput
 from history.importers import parse_edn, parse_porcupine
@@ -105,8 +106,10 @@ def _too_deep(raw: str) -> tuple[int, str | None] | None:
     return None
 
 
-def read_history(path: Path | str, format: str = "auto") -> list[Op]:
-    """Read and validate a history file; raise `BadInput` naming file, line, field."""
+def read_history(path: Path | str, format: str = "auto",
+                 progress: Callable[[str], None] | None = None) -> list[Op]:
+    """Read and validate a history file; raise `BadInput` naming file, line, field.
+    `progress` (jsonl): told how far reading got every 2 s, from 2 s on."""
     path = Path(path)
     if format not in FORMATS:
         raise BadInput(f"unknown format {format!r} (one of {', '.join(FORMATS)})",
@@ -128,13 +131,14 @@ def read_history(path: Path | str, format: str = "auto") -> list[Op]:
     else:
         _check_forced(text, format, str(path))
     with gc_paused():
-        return _parse(text, str(path), format)
+        return _parse(text, str(path), format, progress)
 
 
-def _parse(text: str, path: str, format: str) -> list[Op]:
+def _parse(text: str, path: str, format: str,
+           progress: Callable[[str], None] | None = None) -> list[Op]:
     """The ops of a history file's text in a known format (see read_history)."""
     if format == "jsonl":
-        ops = _parse_jsonl(text, str(path))
+        ops = _parse_jsonl(text, str(path), progress)
     elif format == "edn":
         ops = parse_edn(text, str(path))
     elif _sniff(text) == "edn":
@@ -225,8 +229,11 @@ def _check_forced(text: str, format: str, file: str) -> None:
 
 # ---------------------------------------------------------------------------- jsonl
 
-def _parse_jsonl(text: str, file: str) -> list[Op]:
+def _parse_jsonl(text: str, file: str,
+                 progress: Callable[[str], None] | None = None) -> list[Op]:
+    """The ops of a history.jsonl, validated (see the module docstring)."""
     ops: list[Op] = []
+    start = last = time.monotonic()
     v = Validator(file)
     flag = _Flag()
     decode = _json_decoder(flag)
@@ -234,6 +241,12 @@ def _parse_jsonl(text: str, file: str) -> list[Op]:
     lines = text.split("\n")
     last = len(lines) - 1
     for lineno, raw in enumerate(lines, 1):
+        if not lineno & 0xffff and progress is not None:
+            now = time.monotonic()
+            if now - last >= 2.0:
+                last = now
+                progress(f"reading: {lineno:,}/{len(lines):,} lines "
+                         f"({lineno / (now - start):,.0f} lines/s)")
         if not raw.strip():
             continue
         deep = _too_deep(raw) if raw.count("[") + raw.count("{") > MAX_DEPTH + 1 else None
