@@ -291,7 +291,9 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
     import multiprocessing
     per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
     results: dict[Any, SearchResult] = {}
-    ctx = multiprocessing.get_context()
+    # spawned, not forked: a forked worker would start with (and, touching it, copy)
+    # the whole history its parent holds; a spawned one holds only its key's rows
+    ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     bad, grace = None, None
     status = Status(progress, parts)

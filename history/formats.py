@@ -233,7 +233,7 @@ def _parse_jsonl(text: str, file: str,
                  progress: Callable[[str], None] | None = None) -> list[Op]:
     """The ops of a history.jsonl, validated (see the module docstring)."""
     ops: list[Op] = []
-    start = last = time.monotonic()
+    start = shown = time.monotonic()
     v = Validator(file)
     flag = _Flag()
     decode = _json_decoder(flag)
@@ -243,8 +243,8 @@ def _parse_jsonl(text: str, file: str,
     for lineno, raw in enumerate(lines, 1):
         if not lineno & 0xffff and progress is not None:
             now = time.monotonic()
-            if now - last >= 2.0:
-                last = now
+            if now - shown >= 2.0:
+                shown = now
                 progress(f"reading: {lineno:,}/{len(lines):,} lines "
                          f"({lineno / (now - start):,.0f} lines/s)")
         if not raw.strip():
