@@ -147,15 +147,21 @@ class Status:
                       f"memory {rss / 2 ** 20:,.0f} MB")
 
 
-def _pids_rss(pids: list[int]) -> int:
-    """Resident memory of other processes (the workers; Linux /proc, else 0)."""
+def memory_bytes(pids: list[int]) -> int:
+    """Memory of this process and `pids` (its workers), each page shared by n of
+    them counted 1/n (Linux's proportional set size: forked workers share most of
+    their parent's pages); resident memory where /proc has no smaps_rollup."""
     total = 0
-    for pid in pids:
+    for pid in ["self", *pids]:
         try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
         except (OSError, ValueError, IndexError):
-            pass
+            if pid == "self":
+                total += rss_bytes()
     return total
 
 
@@ -291,38 +297,45 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
     import multiprocessing
     per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
     results: dict[Any, SearchResult] = {}
-    # spawned, not forked: a forked worker would start with (and, touching it, copy)
-    # the whole history its parent holds; a spawned one holds only its key's rows
-    ctx = multiprocessing.get_context("spawn")
+    # Forked workers (spawned ones would re-run an unguarded __main__ script) share
+    # the parent's pages; with no garbage collector in them (`_init_worker`) and the
+    # parent's objects frozen out of its own collections, they copy few of them.
+    ctx = multiprocessing.get_context()
     stop = ctx.Event()
     bad, grace = None, None
     status = Status(progress, parts)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             initializer=_init_worker, initargs=(stop,)) as pool:
-        # biggest keys first, so that the slowest one starts early
-        order = sorted(parts, key=lambda k: -len(parts[k]))
-        futs = {pool.submit(_search_job, _rows(parts[k]), model.name, model.initial,
-                            deadline, per_worker, f" on key {key_label(k)}", prune): k
-                for k in order}
-        pending = set(futs)
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: order.index(futs[f])):
-                k = futs[fut]
-                res = fut.result()
-                if res.valid == "unknown" and stop.is_set() and bad is not None:
-                    res = _grace_over(k, bad, res.explored, res.elapsed_s, grace_s)
-                results[k] = res
-                if res.valid is False and bad is None:
-                    bad = k
-                    grace = threading.Timer(grace_s, stop.set)
-                    grace.daemon = True
-                    grace.start()
-            if status.due():
-                pids = list(getattr(pool, "_processes", None) or {})
-                status.emit(len(results), sum(len(parts[k]) for k in results),
-                            sum(1 for r in results.values() if r.valid is False),
-                            rss_bytes() + _pids_rss(pids))
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_init_worker, initargs=(stop,)) as pool:
+            # biggest keys first, so that the slowest one starts early
+            order = sorted(parts, key=lambda k: -len(parts[k]))
+            futs = {pool.submit(_search_job, _rows(parts[k]), model.name,
+                                model.initial, deadline, per_worker,
+                                f" on key {key_label(k)}", prune): k for k in order}
+            pending = set(futs)
+            while pending:
+                done, pending = wait(pending, timeout=0.5,
+                                     return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: order.index(futs[f])):
+                    k = futs[fut]
+                    res = fut.result()
+                    if res.valid == "unknown" and stop.is_set() and bad is not None:
+                        res = _grace_over(k, bad, res.explored, res.elapsed_s,
+                                          grace_s)
+                    results[k] = res
+                    if res.valid is False and bad is None:
+                        bad = k
+                        grace = threading.Timer(grace_s, stop.set)
+                        grace.daemon = True
+                        grace.start()
+                if status.due():
+                    pids = list(getattr(pool, "_processes", None) or {})
+                    status.emit(len(results), sum(len(parts[k]) for k in results),
+                                sum(1 for r in results.values() if r.valid is False),
+                                memory_bytes(pids))
+    finally:
+        gc.unfreeze()
     if grace is not None:
         grace.cancel()
     return {k: results[k] for k in parts}

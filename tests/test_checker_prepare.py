@@ -178,3 +178,17 @@ def test_search_without_pruning_is_the_reference():
             assert a.valid == b.valid
             more += b.explored > a.explored
     assert more > 0
+
+
+def test_progress_line_says_keys_ops_and_memory(monkeypatch):
+    from checker import partition
+    monkeypatch.setattr(partition, "STATUS_S", 0.0)
+    ops = generate(5, GenConfig(ops=6000, processes=6, keys=3, values=0))
+    lines: list[str] = []
+    assert check(ops, progress=lines.append).valid is True
+    status = [s for s in lines if s.startswith("checking: ")]
+    assert status and all(" keys done, " in s and " ops/s), memory " in s
+                          for s in status), lines
+    assert any(s.startswith("pairing: ") for s in lines), lines
+    # without a progress callable nothing is built or said
+    assert check(ops).valid is True
