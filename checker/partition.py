@@ -48,8 +48,9 @@ def operations(ops: list[Op], model: Model,
     Keys come in the order of their first op in the history. `progress` is told how
     far pairing got every 2 s, from 2 s on."""
     start = last = time.monotonic()
-    open_: dict[Any, Op] = {}
-    pairs: list[tuple[Op, Op | None]] = []
+    open_: dict[Any, list] = {}
+    pairs: list[list] = []      # [invoke, its completion or None], in invoke order
+    check_op = model.check_op
     counts = {"client_ops": 0, "ok": 0, "info": 0, "fail": 0, "fail_observed": 0,
               "dropped": 0, "nemesis": 0}
     for op in ops:
@@ -59,33 +60,31 @@ def operations(ops: list[Op], model: Model,
                 last = now
                 progress(f"pairing: {op.index:,}/{len(ops):,} history lines "
                          f"({op.index / (now - start):,.0f} lines/s)")
-        if op.process == NEMESIS:
+        proc = op.process
+        if proc == NEMESIS:
             counts["nemesis"] += 1
             continue
-        model.check_op(op)
+        check_op(op)
         if op.type == INVOKE:
-            if op.process in open_:
-                raise BadInput(f"process {op.process} invokes op {op.index} (history.txt "
+            if proc in open_:
+                raise BadInput(f"process {proc} invokes op {op.index} (history.txt "
                                f"line {op.index + 1}) while op "
-                               f"{open_[op.process].index} is still open",
+                               f"{open_[proc][0].index} is still open",
                                field="process")
-            open_[op.process] = op
-            pairs.append((op, None))
+            pair = [op, None]
+            open_[proc] = pair
+            pairs.append(pair)
             continue
-        inv = open_.pop(op.process, None)
-        if inv is None or inv.f != op.f or inv.has_key != op.has_key or (
-                inv.has_key and inv.key != op.key):
+        pair = open_.pop(proc, None)
+        inv = pair[0] if pair is not None else None
+        if inv is None or inv.f != op.f or inv.key != op.key:   # (an absent key too)
             raise BadInput(f"completion {op.index} (history.txt line {op.index + 1}) "
-                           f"does not match an open invoke of process {op.process} "
+                           f"does not match an open invoke of process {proc} "
                            f"with the same f and key", field="process")
-        pairs.append((inv, op))
-    done = {id(inv): comp for inv, comp in pairs if comp is not None}
+        pair[1] = op  # type: ignore[index]
     by_key: dict[Any, list[Operation]] = {}
     first: dict[Any, int] = {}
     for inv, comp in pairs:
-        if comp is not None:
-            continue  # the completion line of a pair seen at its invoke
-        comp = done.get(id(inv))
         first.setdefault(inv.key if inv.has_key else None, inv.index)
         counts["client_ops"] += 1
         ctype = comp.type if comp is not None else T_INFO
