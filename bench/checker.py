@@ -190,9 +190,17 @@ def sample():
 threading.Thread(target=sample, daemon=True).start()
 from history.formats import read_history
 from checker import check
+def cpu_s():
+    # CPU seconds of this process and of its finished children (the pool's workers)
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+c0 = cpu_s()
 t0 = time.perf_counter()
 ops = read_history(sys.argv[2], format="jsonl")
 parse_s = time.perf_counter() - t0
+c1 = cpu_s()
 base = hwm_mb()
 kw = {}
 if len(sys.argv) > 4 and "prune" in inspect.signature(check).parameters:
@@ -200,7 +208,9 @@ if len(sys.argv) > 4 and "prune" in inspect.signature(check).parameters:
 t0 = time.perf_counter()
 res = check(ops, model="cas-register", time_limit=float(sys.argv[3]), **kw)
 check_s = time.perf_counter() - t0
+c2 = cpu_s()
 print(json.dumps({"valid": res.valid, "parse_s": parse_s, "check_s": check_s,
+                  "parse_cpu_s": c1 - c0, "check_cpu_s": c2 - c1,
                   "rss_after_parse_mb": base,
                   "peak_rss_mb": hwm_mb(),
                   "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -275,6 +285,10 @@ def print_scale(res: dict) -> None:
     print(f"verdict {fmt_v(res['valid'])}; read {res['parse_s']:.1f} s + check "
           f"{res['check_s']:.1f} s = {res['parse_s'] + res['check_s']:.1f} s "
           f"(child process {res['wall_s']:.1f} s)")
+    if "parse_cpu_s" in res:
+        print(f"CPU time (load-independent; the check's workers run 2 at a time): read "
+              f"{res['parse_cpu_s']:.1f} s + check {res['check_cpu_s']:.1f} s")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
     print(f"peak memory: checking process {res['peak_rss_mb']:,.0f} MB RSS (after "
           f"reading {res['rss_after_parse_mb']:,.0f} MB); with its workers "
           f"{res.get('peak_pss_tree_mb', 0):,.0f} MB PSS (pages shared by n processes "
