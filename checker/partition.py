@@ -309,14 +309,28 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
                                  initializer=_init_worker, initargs=(stop,)) as pool:
             # biggest keys first, so that the slowest one starts early
             order = sorted(parts, key=lambda k: -len(parts[k]))
-            futs = {pool.submit(_search_job, _rows(parts[k]), model.name,
-                                model.initial, deadline, per_worker,
-                                f" on key {key_label(k)}", prune): k for k in order}
-            pending = set(futs)
+            rank = {k: i for i, k in enumerate(order)}
+            futs: dict = {}
+            queue = iter(order)
+
+            def submit() -> None:
+                # a key's rows are made when a worker is about to be free, not all
+                # at once (on a 1,000,000-op history they hold 100 MB or more)
+                k = next(queue, None)
+                if k is not None:
+                    fut = pool.submit(_search_job, _rows(parts[k]), model.name,
+                                      model.initial, deadline, per_worker,
+                                      f" on key {key_label(k)}", prune)
+                    futs[fut] = k
+                    pending.add(fut)
+            pending: set = set()
+            for _ in range(workers + 1):
+                submit()
             while pending:
                 done, pending = wait(pending, timeout=0.5,
                                      return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: order.index(futs[f])):
+                for fut in sorted(done, key=lambda f: rank[futs[f]]):
+                    submit()
                     k = futs[fut]
                     res = fut.result()
                     if res.valid == "unknown" and stop.is_set() and bad is not None:
