@@ -57,6 +57,27 @@ class Op:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
+class _NoExtra(dict):
+    """The empty `Op.extra` that every op read without extra fields shares (a
+    million-op history would otherwise hold a million empty dicts): it refuses
+    changes, and copies and pickles as a plain empty dict."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this op's extra fields are shared and read-only; "
+                        "give the op its own dict (dataclasses.replace(op, extra={...}))")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> tuple:
+        return (dict, ())
+
+
+NO_EXTRA: dict = _NoExtra()
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a while: reading or checking a

@@ -18,14 +18,12 @@ import math
 import re
 import sys
 from sys import intern
-from types import MappingProxyType
 from typing import Any
 
 from history.errors import BadInput
-from history.ops import INVOKE, NEMESIS, OK, TYPES, _ABSENT, Op
+from history.ops import INVOKE, NEMESIS, NO_EXTRA, OK, TYPES, _ABSENT, Op
 
 _TYPE = {t: t for t in TYPES}
-_NO_EXTRA: Any = MappingProxyType({})   # shared by every op without extra fields
 
 
 def _intern(s: Any) -> Any:
@@ -170,7 +168,7 @@ class Validator:
                 raise self.bad(f"a cas value must be [from, to], not {json.dumps(value)}",
                                line, "value")
         if KNOWN_FIELDS.issuperset(d):
-            extra: Any = _NO_EXTRA
+            extra: Any = NO_EXTRA   # shared by every op without extra fields
         else:
             extra = {k: d[k] for k in d.keys() - KNOWN_FIELDS}
         # one string object per type, f and error (a 1,000,000-op history would
