@@ -27,6 +27,15 @@ that would not change the state. For models where it holds (`Model.info_unlocks`
 an info op is only tried when it makes some candidate legal that is not legal now.
 The model is called once per (op, state).
 
+*Interchangeable* info ops (`Model.interchangeable`, issue 12: for the registers, info
+writes and cas of a value nobody observed) only ever matter by making a
+precondition-failed cas legal. They sit in a list of their own, left out of the scan
+above, and are tried (when some candidate needs the state to change) in call order
+up to the first unused *free* one only: that one may stand for any of those after it,
+so a search that tries them all finds nothing more (tests/test_checker_prepare.py
+compares with brute force). A 1,000,000-op history has tens of thousands of them;
+scanning them all at every step made the search quadratic.
+
 The search is a generator that yields every few thousand steps, so that a driver
 checks budgets (a deadline; a memory budget, against both an estimate of the seen
 configurations and the growth of the process's resident memory: running out ends in
@@ -225,7 +234,8 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                         c = IT
                 continue
             if phase == 2:
-                # Interchangeable info ops: only the first unused one (in call order).
+                # Interchangeable info ops: in call order, up to the first unused
+                # free one (which may stand for any of those after it).
                 phase = 4
                 c = nxt[JH]
                 if unlock and not needs[1]:
