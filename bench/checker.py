@@ -11,12 +11,19 @@
    100,000 ops over 10 keys, 20 processes, 5% info ops), checked in a fresh child
    process: check time and peak memory (getrusage max RSS, the checker's worker
    processes included); Porcupine's time on the same file for comparison.
+5. `--scale` (only this): issue 12's two 1,000,000-op shapes (10 keys, 5% info ops,
+   unique values; 20 processes over all keys, or 4 processes per key), each read
+   and checked in a fresh child process as `raftcheck check` does: read time, check
+   time, peak RSS of the checking process and of its largest worker, and what the
+   preparation pruned (`--no-prune` turns it off; `--scale-root DIR` times another
+   checkout of raftcheck, e.g. the code before it).
 
 Times are the least of --repeat runs (Porcupine's corpus is run before and after
 ours, and the least time per history counts). Verdicts are printed next to Porcupine's
 expectations; a difference is flagged, never hidden. No timing is asserted.
 
     python bench/checker.py [--repeat 3] [--large-ops 100000] [--no-large] [--json OUT]
+    python bench/checker.py --scale [--scale-ops 1000000] [--no-prune] [--scale-root DIR]
 """
 
 from __future__ import annotations
@@ -141,19 +148,74 @@ def hwm_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+import inspect, os, threading
+
+
+def tree_memory():
+    # (PSS, RSS) of this process and its children, in bytes: PSS counts a page that
+    # n processes share 1/n (forked workers share most of the parent's pages)
+    pids = ["self"]
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids += f.read().split()
+        except OSError:
+            pass
+    pss = rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith(("Pss:", "Rss:")):
+                        kb = int(line.split()[1]) * 1024
+                        if line.startswith("Pss:"):
+                            pss += kb
+                        else:
+                            rss += kb
+        except (OSError, ValueError):
+            pass
+    return pss, rss
+
+
+peak = [0, 0]
+
+
+def sample():
+    while True:
+        pss, rss = tree_memory()
+        peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
+        time.sleep(0.25)
+
+
+threading.Thread(target=sample, daemon=True).start()
 from history.formats import read_history
 from checker import check
+def cpu_s():
+    # CPU seconds of this process and of its finished children (the pool's workers)
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+c0 = cpu_s()
 t0 = time.perf_counter()
 ops = read_history(sys.argv[2], format="jsonl")
 parse_s = time.perf_counter() - t0
+c1 = cpu_s()
 base = hwm_mb()
+kw = {}
+if len(sys.argv) > 4 and "prune" in inspect.signature(check).parameters:
+    kw["prune"] = sys.argv[4] == "1"   # an older checkout has no such switch
 t0 = time.perf_counter()
-res = check(ops, model="cas-register", time_limit=float(sys.argv[3]))
+res = check(ops, model="cas-register", time_limit=float(sys.argv[3]), **kw)
 check_s = time.perf_counter() - t0
+c2 = cpu_s()
 print(json.dumps({"valid": res.valid, "parse_s": parse_s, "check_s": check_s,
+                  "parse_cpu_s": c1 - c0, "check_cpu_s": c2 - c1,
                   "rss_after_parse_mb": base,
                   "peak_rss_mb": hwm_mb(),
                   "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "stats": res.stats,
+                  "peak_pss_tree_mb": peak[0] / 2 ** 20, "peak_rss_tree_mb": peak[1] / 2 ** 20,
                   "unknown_reason": getattr(res, "to_dict", lambda: {})().get("unknown_reason")}))
 """
 
@@ -188,6 +250,54 @@ def print_large(res: dict) -> None:
     print(f"Porcupine: {fmt_v(p['valid'])}, check {p['ms'] / 1000:.2f} s")
     if p["ms"] > 0:
         print(f"ratio ours/Porcupine: {o['check_s'] * 1000 / p['ms']:.2f}")
+
+
+def scale_run(shape: str, ops_count: int, seed: int, time_limit: float, root: Path,
+              prune: bool) -> dict:
+    """One of issue 12's 1,000,000-op shapes, read and checked in a fresh child."""
+    from checker.generate import LARGE, LARGE_PER_KEY, generate, write_jsonl
+    cfg = {"20-processes": LARGE, "4-per-key": LARGE_PER_KEY}[shape]
+    progress(f"[scale {shape}] generating {ops_count:,} ops (seed {seed})")
+    ops = generate(seed, cfg, ops=ops_count)
+    with tempfile.TemporaryDirectory(prefix="raftcheck-bench-") as tmp:
+        path = Path(tmp) / f"{shape}.jsonl"
+        write_jsonl(ops, path)
+        del ops
+        progress(f"[scale {shape}] {path.stat().st_size / 1e6:.0f} MB; reading and "
+                 f"checking with {root}{'' if prune else ' (no pruning)'}")
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(path),
+                               str(time_limit), "1" if prune else "0"],
+                              capture_output=True, text=True, timeout=time_limit + 600)
+        wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"scale child failed: {proc.stderr.strip()[-2000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res.update({"shape": shape, "ops": ops_count, "seed": seed, "root": str(root),
+                "prune": prune, "wall_s": wall})
+    return res
+
+
+def print_scale(res: dict) -> None:
+    st = res.get("stats", {})
+    print(f"\n## Scale: {res['ops']:,} ops, 10 keys, {res['shape']}, 5% info, unique "
+          f"values (seed {res['seed']}){'' if res['prune'] else ', no pruning'}\n")
+    print(f"verdict {fmt_v(res['valid'])}; read {res['parse_s']:.1f} s + check "
+          f"{res['check_s']:.1f} s = {res['parse_s'] + res['check_s']:.1f} s "
+          f"(child process {res['wall_s']:.1f} s)")
+    if "parse_cpu_s" in res:
+        print(f"CPU time (load-independent; the check's workers run 2 at a time): read "
+              f"{res['parse_cpu_s']:.1f} s + check {res['check_cpu_s']:.1f} s")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
+    print(f"peak memory: checking process {res['peak_rss_mb']:,.0f} MB RSS (after "
+          f"reading {res['rss_after_parse_mb']:,.0f} MB); with its workers "
+          f"{res.get('peak_pss_tree_mb', 0):,.0f} MB PSS (pages shared by n processes "
+          f"counted 1/n), {res.get('peak_rss_tree_mb', 0):,.0f} MB summed RSS (shared "
+          f"pages counted in each)")
+    print(f"pruned {st.get('pruned', 0):,} info ops; {st.get('interchangeable', 0):,} "
+          f"interchangeable kept; {st.get('dropped', 0):,} info reads dropped; "
+          f"{st.get('explored', 0):,} configurations explored"
+          + (f"; unknown: {res['unknown_reason']}" if res.get("unknown_reason") else ""))
 
 
 def crash_heavy_run(count: int, porcupine_timeout_s: float) -> dict:
@@ -240,7 +350,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crash-heavy", type=int, default=60, metavar="N",
                     help="how many crash-heavy histories to time (30%% info ops)")
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    ap.add_argument("--scale", action="store_true",
+                    help="only issue 12's two 1,000,000-op shapes (time and peak memory)")
+    ap.add_argument("--scale-ops", type=int, default=1_000_000)
+    ap.add_argument("--scale-shape", choices=("20-processes", "4-per-key"), action="append",
+                    help="only this shape (repeatable; default both)")
+    ap.add_argument("--scale-root", type=Path, default=ROOT,
+                    help="the raftcheck checkout whose checker is timed (default this one)")
+    ap.add_argument("--no-prune", action="store_true", help="--scale without the pruning")
     args = ap.parse_args(argv)
+    if args.scale:
+        print(f"# raftcheck checker scale, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+        print(f"python {platform.python_version()}, {platform.machine()}, "
+              f"{os.cpu_count()} cpus")
+        runs = [scale_run(shape, args.scale_ops, args.large_seed, args.large_time_limit,
+                          args.scale_root.resolve(), not args.no_prune)
+                for shape in args.scale_shape or ("20-processes", "4-per-key")]
+        for r in runs:
+            print_scale(r)
+        if args.json:
+            args.json.write_text(json.dumps(runs, indent=1, default=str))
+        return 0
 
     corpus = porcupine_oracle.porcupine_dir()
     expected = expectations(corpus)

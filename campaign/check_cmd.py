@@ -76,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "key, as Porcupine does)")
     parser.add_argument("--no-shrink", action="store_true",
                         help="do not shrink invalid histories")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="check without the exact pruning of unobserved info "
+                        "writes (the same verdict, slower; to compare)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON result per file and line")
     parser.add_argument("--html", metavar="OUT", default=None,
@@ -133,11 +136,24 @@ def _check_one(args: argparse.Namespace, file: str) -> int:
     from checker import check
     from history.formats import read_history
 
-    ops = read_history(file, args.format)
-    progress = (lambda msg: print(f"{file}: {msg}", file=sys.stderr, flush=True))
+    live = sys.stderr.isatty()
+
+    def progress(msg: str) -> None:
+        # one line rewritten in place on a terminal; plain lines otherwise
+        if live:
+            sys.stderr.write(f"\r\x1b[2K{file}: {msg}")
+            sys.stderr.flush()
+        else:
+            print(f"{file}: {msg}", file=sys.stderr, flush=True)
+
+    ops = read_history(file, args.format, progress=progress)
     result = check(ops, model=args.model_obj, time_limit=args.time_limit,
                    memory_limit_mb=args.memory_limit, shrink=not args.no_shrink,
-                   progress=progress, failure_grace_s=args.failure_grace)
+                   progress=progress, failure_grace_s=args.failure_grace,
+                   prune=not args.no_prune)
+    if live:
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
     verdict = json.dumps(result.valid).strip('"')
     if args.json:
         print(json.dumps({"file": file, **result.to_dict()}, default=str), flush=True)

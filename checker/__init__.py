@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from checker.explain import explain_failure, render
-from history.ops import Op
+from history.ops import Op, gc_paused
 from checker.models import Model, get_model
 from checker.partition import check_keys, key_label, operations
+from checker.prepare import prepare
 from checker.shrink import shrink as _shrink, shrunk_dicts
 
 SHRINK_TIME_S = 10.0     # at most this long shrinking one invalid key
@@ -72,19 +73,34 @@ class CheckResult:
 def check(ops: list[Op], model: str | Model = "cas-register",
           time_limit: float | None = None, memory_limit_mb: float | None = None,
           shrink: bool = True, progress: Callable[[str], None] | None = None,
-          failure_grace_s: float | None = None) -> CheckResult:
+          failure_grace_s: float | None = None, prune: bool = True) -> CheckResult:
     """Check a history for linearizability (see the module docstring).
 
     `failure_grace_s`: once a key is found not linearizable, how long the other keys
     may still take to be decided (default `checker.partition.FAILURE_GRACE_S`; 0 stops
-    at the first failing key, as Porcupine does)."""
+    at the first failing key, as Porcupine does). `prune` False: no exact pruning
+    (`checker.prepare`; the verdict is the same, only slower)."""
+    with gc_paused():
+        return _check(ops, model, time_limit, memory_limit_mb, shrink, progress,
+                      failure_grace_s, prune)
+
+
+def _check(ops: list[Op], model: str | Model, time_limit: float | None,
+           memory_limit_mb: float | None, shrink: bool,
+           progress: Callable[[str], None] | None, failure_grace_s: float | None,
+           prune: bool) -> CheckResult:
+    """`check`, with the garbage collector paused."""
     start = time.monotonic()
     m = get_model(model)
     deadline = None if time_limit is None else start + float(time_limit)
     mem = None if memory_limit_mb is None else int(float(memory_limit_mb) * 2 ** 20)
-    parts, counts = operations(ops, m)
+    parts, counts = operations(ops, m, progress)
+    counts["pruned"] = counts["interchangeable"] = 0
+    if prune:
+        parts, pruned = prepare(parts, m)
+        counts.update(pruned)
     results = check_keys(parts, m, deadline, mem, progress,
-                         failure_grace_s=failure_grace_s)
+                         failure_grace_s=failure_grace_s, prune=prune)
     keys: dict[str, dict] = {}
     failures: list[dict] = []
     descriptions: dict[int, str] = {}

@@ -50,6 +50,7 @@ class GenConfig:
     fail_rate: float = 0.1
     pending_rate: float = 0.3     # chance that each op still open at the end stays open
     cas_match_rate: float = 0.6   # chance that a cas's `from` is the register's current value
+    processes_per_key: int = 0    # > 0: process p only ever uses key p // processes_per_key
 
 
 @dataclass
@@ -67,8 +68,11 @@ class _OpenOp:
 
 @dataclass
 class _Slot:
+    """One client: its current process id, its key (`processes_per_key`), its op."""
+
     process: int
     op: _OpenOp | None = None
+    key: Any = None
 
 
 class _Generator:
@@ -96,7 +100,10 @@ class _Generator:
 
     def invoke(self, slot: _Slot) -> None:
         cfg, rng = self.cfg, self.rng
-        key = rng.randrange(cfg.keys) if cfg.keys > 0 else None
+        if cfg.processes_per_key > 0:
+            key = slot.key
+        else:
+            key = rng.randrange(cfg.keys) if cfg.keys > 0 else None
         if rng.random() < cfg.read_rate:
             f, value = "read", None
         elif cfg.cas and rng.random() < cfg.cas_rate:
@@ -150,7 +157,9 @@ class _Generator:
 
     def run(self) -> list[Op]:
         cfg, rng = self.cfg, self.rng
-        slots = [_Slot(process=p) for p in range(cfg.processes)]
+        per = cfg.processes_per_key
+        slots = [_Slot(process=p, key=p // per if per > 0 else None)
+                 for p in range(cfg.processes)]
         invoked = 0
         wound_down = False
         while True:
@@ -190,6 +199,11 @@ LARGE = GenConfig(ops=100_000, processes=20, keys=10, values=0, info_rate=0.05,
 def generate_large(seed: int = 1, **overrides: Any) -> list[Op]:
     """The scaling history: 100,000 ops over 10 keys, 20 processes, 5% info ops."""
     return generate(seed, LARGE, **overrides)
+
+
+# The other shape of issue 12: each key has its own 4 processes (as a Jepsen
+# independent workload gives each key its own threads).
+LARGE_PER_KEY = replace(LARGE, processes=40, processes_per_key=4)
 
 
 # ---- mutations ----
@@ -306,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the scaling history: 100,000 ops, 10 keys, 20 processes, 5%% info")
     ap.add_argument("--ops", type=int)
     ap.add_argument("--processes", type=int)
+    ap.add_argument("--processes-per-key", type=int, metavar="N",
+                    help="process p only uses key p // N (with --keys K: K*N processes)")
     ap.add_argument("--keys", type=int)
     ap.add_argument("--values", type=int, help="value range; 0 = unique values")
     ap.add_argument("--info-rate", type=float)
@@ -317,7 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("ops", args.ops), ("processes", args.processes),
                                    ("keys", args.keys), ("values", args.values),
                                    ("info_rate", args.info_rate),
-                                   ("fail_rate", args.fail_rate)) if v is not None}
+                                   ("fail_rate", args.fail_rate),
+                                   ("processes_per_key", args.processes_per_key))
+                 if v is not None}
+    if args.processes_per_key and args.processes is None:
+        overrides["processes"] = args.processes_per_key * (
+            args.keys if args.keys is not None else (10 if args.large else 1))
     if args.no_cas:
         overrides["cas"] = False
     ops = generate(args.seed, LARGE if args.large else GenConfig(), **overrides)

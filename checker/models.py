@@ -196,6 +196,18 @@ class Model:
         """Values `op` may write."""
         return []
 
+    def interchangeable(self, ops: list[Operation]) -> dict[int, bool]:
+        """Info ops (of one key's `ops`) that only ever matter by making an op with
+        a ("ne", v) precondition legal, by id: True for the *free* ones (legal in
+        every state, each leaving a state that no op of the key can tell from the
+        state another one leaves: any of them may stand for any other), False for
+        those that a free one invoked before them may stand for (it leaves a state
+        where every op legal after them is legal too). So a search tries them in
+        call order up to the first unused free one only, and one invoked after
+        every op with a ("ne", v) precondition completed can be dropped
+        (checker.prepare). Default: none."""
+        return {}
+
     def check_op(self, op: Op) -> None:
         """Raise BadInput if this model has no such operation."""
         if op.f not in self.fs:
@@ -241,6 +253,32 @@ class RegisterModel(Model):
         if op.f == "cas" and op.status != FAIL:
             return [freeze(op.input[1])]
         return []
+
+    def interchangeable(self, ops: list[Operation]) -> dict[int, bool]:
+        """Info writes and info cas of a value that no read returned and no cas
+        that succeeded (or may have) compared with (etcd's robustness tests drop
+        such writes). Free: an info write of a value no cas compared with at all:
+        the register then holds a value that every read and every cas that
+        succeeded finds wrong and every precondition-failed cas finds right,
+        whichever op wrote it. The others (an info cas, legal in one state only;
+        a value a precondition-failed cas compared with) leave a state where
+        fewer ops are legal than after a free one."""
+        eq: set[Hashable] = set()
+        ne: set[Hashable] = set()
+        for op in ops:
+            if op.f == "read" and op.status == OK:
+                eq.add(freeze(op.output))
+            elif op.f == "cas":
+                (ne if op.status == FAIL else eq).add(freeze(op.input[0]))
+            elif op.f != "write":
+                return {}          # an op this method does not know: say nothing
+        out: dict[int, bool] = {}
+        for op in ops:
+            if op.status == INFO:
+                v = freeze(op.input if op.f == "write" else op.input[1])
+                if v not in eq:
+                    out[op.id] = op.f == "write" and v not in ne
+        return out
 
     def precondition(self, op: Operation) -> tuple[str, Hashable]:
         if op.f == "read":

@@ -27,6 +27,15 @@ that would not change the state. For models where it holds (`Model.info_unlocks`
 an info op is only tried when it makes some candidate legal that is not legal now.
 The model is called once per (op, state).
 
+*Interchangeable* info ops (`Model.interchangeable`, issue 12: for the registers, info
+writes and cas of a value nobody observed) only ever matter by making a
+precondition-failed cas legal. They sit in a list of their own, left out of the scan
+above, and are tried (when some candidate needs the state to change) in call order
+up to the first unused *free* one only: that one may stand for any of those after it,
+so a search that tries them all finds nothing more (tests/test_checker_prepare.py
+compares with brute force). A 1,000,000-op history has tens of thousands of them;
+scanning them all at every step made the search quadratic.
+
 The search is a generator that yields every few thousand steps, so that a driver
 checks budgets (a deadline; a memory budget, against both an estimate of the seen
 configurations and the growth of the process's resident memory: running out ends in
@@ -76,16 +85,20 @@ class Progress:
         self.best = 0
 
 
-def search_steps(ops: list[Operation], model: Model, where: Progress
-                 ) -> Generator[None, None, SearchResult]:
-    """The search as a generator: yields every TICK steps, returns a SearchResult."""
+def search_steps(ops: list[Operation], model: Model, where: Progress,
+                 prune: bool = True) -> Generator[None, None, SearchResult]:
+    """The search as a generator: yields every TICK steps, returns a SearchResult.
+    `prune` False: no interchangeable ops (every info op is tried: for the tests
+    that prove the pruning exact)."""
     start = time.monotonic()
     n = len(ops)
-    # Entries 0..5 are the sentinels (head, tail) of three lists: required calls (Q),
-    # info calls (I) and returns of required ops (R); op entries follow.
-    QH, QT, IH, IT, RH, RT = range(6)
+    # Entries 0..7 are the sentinels (head, tail) of four lists: required calls (Q),
+    # info calls (I), returns of required ops (R) and interchangeable info calls (J,
+    # `Model.interchangeable`: only the first is ever a candidate); op entries follow.
+    QH, QT, IH, IT, RH, RT, JH, JT = range(8)
     inf = 1 << 62
-    size = 6 + 2 * n
+    size = 8 + 2 * n
+    junk = model.interchangeable(ops) if prune else {}
     pos = [inf] * size
     e_op = [-1] * size
     e_ret = [0] * size          # call entry -> its return entry (0: an info op)
@@ -93,13 +106,14 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
     prv = [0] * size
     q_calls: list[tuple[int, int]] = []
     i_calls: list[tuple[int, int]] = []
+    j_calls: list[tuple[int, int]] = []
     rets: list[tuple[int, int]] = []
     for op in ops:
-        c = 6 + 2 * op.id
+        c = 8 + 2 * op.id
         pos[c] = op.call
         e_op[c] = op.id
         if op.status == INFO:
-            i_calls.append((op.call, c))
+            (j_calls if op.id in junk else i_calls).append((op.call, c))
         else:
             r = c + 1
             pos[r] = op.ret  # type: ignore[assignment]
@@ -108,9 +122,12 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
             q_calls.append((op.call, c))
             rets.append((op.ret, r))  # type: ignore[arg-type]
     bitno = [0] * n             # required ops and info ops each numbered in call order
-    for head, tail, items in ((QH, QT, q_calls), (IH, IT, i_calls), (RH, RT, rets)):
+    for rank, (_, e) in enumerate(sorted(i_calls + j_calls)):
+        bitno[e_op[e]] = rank
+    for head, tail, items in ((QH, QT, q_calls), (IH, IT, i_calls), (RH, RT, rets),
+                              (JH, JT, j_calls)):
         chain = [head] + [e for _, e in sorted(items)] + [tail]
-        if head != RH:
+        if head == QH:
             for rank, e in enumerate(chain[1:-1]):
                 bitno[e_op[e]] = rank
         for a, b in zip(chain, chain[1:]):
@@ -129,6 +146,9 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
     pure = [0 if op.status == INFO or not (op.f in model.read_fs or op.status == "fail")
             else {"eq": 1, "ne": 2}.get(pre[i][0], 3) for i, op in enumerate(ops)]
     pval = [p[1] for p in pre]
+    # jfree[i]: an interchangeable op legal in every state (a write): in the J list,
+    # the ops after the first unused one are never tried (it can stand for them)
+    jfree = [junk.get(i) is True for i in range(n)]
     unlock = model.info_unlocks
     needs: tuple = (set(), False)
 
@@ -158,7 +178,9 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
     best_state: Hashable = state
     blocked: int | None = None
     tick = TICK
-    # phase 0: look for a forced move; 1: required calls; 2: info calls;
+    # phase 0: look for a forced move; 1: required calls; 2: info calls; 4: the
+    # interchangeable info calls up to the first unused free one (c = JT: none
+    # left, backtrack);
     # 3 (in a stack frame): a forced move
     phase = 0
     limit = pos[nxt[RH]]
@@ -189,14 +211,14 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
             if phase == 1:
                 phase = 2
                 c = nxt[IH]
-                if unlock and c != IT:
+                if unlock and (c != IT or nxt[JH] != JT):
                     # Which candidates are illegal now? Only an info op that makes
                     # one of them legal is worth trying (see `Model.info_unlocks`):
                     # one that sets a state some candidate needs, or leaves a state
                     # some candidate needs not to be.
                     wanted = set()
                     avoid = False
-                    for head in (QH, IH):
+                    for head in (QH, IH, JH):
                         y = nxt[head]
                         while pos[y] < limit:
                             oid = e_op[y]
@@ -206,10 +228,18 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
                                     wanted.add(v)
                                 else:       # "ne" (or not said): any change may do
                                     avoid = True
-                            y = nxt[y]
+                            y = JT if jfree[oid] else nxt[y]
                     needs = (wanted, avoid)
                     if not wanted and not avoid:
                         c = IT
+                continue
+            if phase == 2:
+                # Interchangeable info ops: in call order, up to the first unused
+                # free one (which may stand for any of those after it).
+                phase = 4
+                c = nxt[JH]
+                if unlock and not needs[1]:
+                    c = JT  # it only ever makes a "not equal" candidate legal
                 continue
             # No candidate fits before the first pending return: backtrack.
             if best is None or len(calls) > len(best):
@@ -236,8 +266,10 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
                 phase = 1
                 c = nxt[QH]
             elif phase == 3:
-                phase = 2       # a forced move failed: so does its configuration
-                c = IT
+                phase = 4       # a forced move failed: so does its configuration
+                c = JT
+            elif phase == 4:
+                c = JT if jfree[e_op[c]] else nxt[c]
             else:
                 c = nxt[c]
             continue
@@ -246,10 +278,10 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
         if phase == 1 and pure[oid]:
             c = nxt[c]      # phase 0 found no legal pure op here
             continue
-        if phase == 2 and unlock:
+        if phase >= 2 and unlock:
             ns = legal(state, oid)
             if ns is _ILLEGAL or ns == state or not (needs[1] or ns in needs[0]):
-                c = nxt[c]
+                c = (JT if jfree[oid] else nxt[c]) if phase == 4 else nxt[c]
                 continue
         t = trans[oid]
         ns = t.get(state, _MISS)
@@ -288,8 +320,8 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
                     seen.append(ni)
             if pure[oid]:
                 if not new:
-                    phase = 2   # the forced move leads to a failed configuration
-                    c = IT
+                    phase = 4   # the forced move leads to a failed configuration
+                    c = JT
                     continue
                 fphase = 3
             else:
@@ -316,6 +348,8 @@ def search_steps(ops: list[Operation], model: Model, where: Progress
         if phase == 0:
             phase = 1
             c = nxt[QH]
+        elif phase == 4:
+            c = JT if jfree[oid] else nxt[c]
         else:
             c = nxt[c]
     where.explored = explored
@@ -353,7 +387,8 @@ def budget_reason(why: str, where: Progress, n_ops: int, label: str = "") -> str
 def search(ops: list[Operation], model: Model, deadline: float | None = None,
            memory_limit_bytes: int | None = None,
            progress: Callable[[str], None] | None = None,
-           label: str = "", stop: Callable[[], bool] | None = None) -> SearchResult:
+           label: str = "", stop: Callable[[], bool] | None = None,
+           prune: bool = True) -> SearchResult:
     """Decide whether `ops` (one key; `op.id` = position) is linearizable under `model`.
 
     Ends in "unknown" when `deadline` (time.monotonic()) passes, the seen
@@ -361,7 +396,7 @@ def search(ops: list[Operation], model: Model, deadline: float | None = None,
     """
     start = time.monotonic()
     where = Progress()
-    gen = search_steps(ops, model, where)
+    gen = search_steps(ops, model, where, prune)
     cap = None if memory_limit_bytes is None else \
         max(1, memory_limit_bytes // memory_per_config(len(ops)))
     rss0 = rss_bytes() if memory_limit_bytes is not None else 0

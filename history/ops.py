@@ -8,9 +8,11 @@ appends ops while a test runs; `history.formats` reads, validates and exports th
 
 from __future__ import annotations
 
+import gc
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 TYPES = (INVOKE, OK, FAIL, INFO)
@@ -19,7 +21,7 @@ NEMESIS = "nemesis"
 _ABSENT = object()
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     """One history event (SPEC section 2)."""
 
@@ -53,3 +55,39 @@ class Op:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+class _NoExtra(dict):
+    """The empty `Op.extra` that every op read without extra fields shares (a
+    million-op history would otherwise hold a million empty dicts): it refuses
+    changes, and copies and pickles as a plain empty dict."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this op's extra fields are shared and read-only; "
+                        "give the op its own dict (dataclasses.replace(op, extra={...}))")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> tuple:
+        return (dict, ())
+
+
+NO_EXTRA: dict = _NoExtra()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while: reading or checking a
+    history of millions of ops makes millions of objects, none of them garbage,
+    and each full collection would walk them all (a 1,000,000-op check spent most
+    of its time there). Nested uses are fine; the collector's state is restored."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

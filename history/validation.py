@@ -17,10 +17,19 @@ import json
 import math
 import re
 import sys
+from sys import intern
 from typing import Any
 
 from history.errors import BadInput
-from history.ops import INVOKE, NEMESIS, OK, TYPES, _ABSENT, Op
+from history.ops import INVOKE, NEMESIS, NO_EXTRA, OK, TYPES, _ABSENT, Op
+
+_TYPE = {t: t for t in TYPES}
+
+
+def _intern(s: Any) -> Any:
+    """The one shared copy of a plain string (anything else as it is)."""
+    return intern(s) if type(s) is str else s
+
 
 KNOWN_FIELDS = frozenset({"index", "time", "type", "process", "f", "key", "value",
                           "node", "error"})
@@ -158,9 +167,14 @@ class Validator:
             if not (isinstance(value, list) and len(value) == 2):
                 raise self.bad(f"a cas value must be [from, to], not {json.dumps(value)}",
                                line, "value")
-        more = d.keys() - KNOWN_FIELDS
-        extra = {k: d[k] for k in more} if more else {}
-        op = Op(position, t, typ, proc, f, value, key, node, err, extra)
+        if KNOWN_FIELDS.issuperset(d):
+            extra: Any = NO_EXTRA   # shared by every op without extra fields
+        else:
+            extra = {k: d[k] for k in d.keys() - KNOWN_FIELDS}
+        # one string object per type, f and error (a 1,000,000-op history would
+        # otherwise hold millions of copies of "invoke", "write"...)
+        op = Op(position, t, _TYPE[typ], proc, _intern(f), value, key, node,
+                _intern(err), extra)
         self.pair(op, line)
         return op
 
