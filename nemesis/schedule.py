@@ -32,7 +32,7 @@ nemesis kills the leader to cause one), when votes and terms were just granted, 
 some bring the old leader back last, once the others elected a leader without it:
 what followers acknowledged but did not sync is then lost for good.
 
-Most (70%) of the `one` partitions that cut off the leader also pause it at once, and
+A quarter of the `one` partitions that cut off the leader also pause it at once, and
 resume it while it is still cut off (target cut-leader): a leader whose own ticks
 stopped meanwhile (a GC pause), as a lease counted in local time assumes they do not.
 
@@ -116,7 +116,7 @@ RESTART_HOLD = (0.05, 0.5)      # a whole-cluster restart: down briefly
 CHAIN_HOLD = (1.0, 3.0)         # a leader-chain partition chases leaders this long
 CHAIN_WAIT_S = 2.0              # a leader chain waits this long for every node to be up
 SWAP_HOLD = (0.5, 1.0)          # follower-then-leader: the follower lags this long
-CUT_PAUSE_SHARE = 0.7           # leader cut off alone: paused at once this often
+CUT_PAUSE_SHARE = 0.25          # leader cut off alone: paused at once this often
 CUT_PAUSE_HOLD = (0.6, 1.2)     # ... for this long (x interval), still cut off after
 HEAL_ATTEMPTS = 3
 DOWN_KINDS = ("kill", "pause", "restart")
