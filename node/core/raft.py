@@ -560,17 +560,28 @@ class RaftCore:
             self._stable = index - 1
             self._trunc = index if self._trunc is None else min(self._trunc, index)
 
-    def _handle_append_reply(self, m: AppendEntriesReply) -> None:
+    def _reply_progress(self, m: AppendEntriesReply | InstallSnapshotReply
+                        ) -> Progress | None:
+        """A follower's reply, seen by its leader: the follower is active (CheckQuorum,
+        dissertation 6.2) and any reply acknowledges the read context it carries
+        (ReadIndex, dissertation 6.4). Its Progress, or None if this node does not
+        lead or does not know the sender."""
         if self._role != LEADER:
-            return
+            return None
         pr = self._progress.get(m.sender)
         if pr is None:
-            return
+            return None
         self._active.add(m.sender)
-        pr.probe_sent = False
         if m.read_ctx > pr.read_ack:
             pr.read_ack = m.read_ctx
             self._confirm_reads()
+        return pr
+
+    def _handle_append_reply(self, m: AppendEntriesReply) -> None:
+        pr = self._reply_progress(m)
+        if pr is None:
+            return
+        pr.probe_sent = False
         if m.success:
             if m.match_index > self._last_index():
                 self.log_.warning("bogus match_index %d from %s", m.match_index, m.sender)
@@ -717,15 +728,9 @@ class RaftCore:
     def _handle_snapshot_reply(self, m: InstallSnapshotReply) -> None:
         """Figure 13 from the leader's side: send the next chunk from the offset the
         follower holds; once installed, matchIndex is the snapshot's last index."""
-        if self._role != LEADER:
-            return
-        pr = self._progress.get(m.sender)
+        pr = self._reply_progress(m)
         if pr is None:
             return
-        self._active.add(m.sender)
-        if m.read_ctx > pr.read_ack:
-            pr.read_ack = m.read_ctx
-            self._confirm_reads()
         if m.done:
             if m.last_included_index > self._last_index():
                 self.log_.warning("bogus snapshot index %d from %s", m.last_included_index,
