@@ -11,7 +11,7 @@ kinds of evidence per node, as MIT 6.824's tester checks "term T has 2 leaders" 
 - the node's durable state after the run (`DurableState`: currentTerm, votedFor, the
   durable commit index and the log, decoded from its WAL);
 - the node's event lines, in the order it logged them across all its restarts
-  (`Event`: "start", "persisted", "vote", "leader", "fatal"; docs/spec.md).
+  (`Event`: "start", "persisted", "vote", "leader", "commit", "fatal"; docs/spec.md).
 
 The invariants, each a name in `INVARIANTS`:
 
@@ -26,6 +26,10 @@ The invariants, each a name in `INVARIANTS`:
   it had persisted in its latest term. This is how a lost fsync of term or vote shows;
 - `log-matching`: two logs with the same term at an index hold the same entries up
   to it (Figure 3, Log Matching);
+- `commit-rule`: a leader advances its commit index by counting replicas only to an
+  entry of its own term (Figure 2, rules for leaders; section 5.4.2, Figure 8), from
+  its "commit" events (the first commit of each term it led, and the term of the
+  entry it counted);
 - `state-machine-safety`: for every pair of nodes, the entries up to the smaller of
   their durable commit indexes are identical, and a durable commit index never
   exceeds its node's log (Figure 3, State Machine Safety; Figure 2, commitIndex).
@@ -50,6 +54,8 @@ INVARIANTS: dict[str, str] = {
                          "RequestVote rule 2; section 5.2)",
     "terms-never-decrease": "currentTerm never decreases and votedFor is kept, across "
                             "restarts (Figure 2, persistent state)",
+    "commit-rule": "a leader commits by counting only an entry of its own term "
+                   "(Figure 2, rules for leaders; Figure 8)",
     "log-matching": "Log Matching (Figure 3): the same term at an index means the same "
                     "entries up to it",
     "state-machine-safety": "State Machine Safety (Figure 3): committed entries agree "
@@ -225,6 +231,31 @@ def _vote_of(ev: Event) -> tuple[int | None, str | None]:
     return term, cand if isinstance(cand, str) else None
 
 
+def commit_rule(nodes: list[NodeEvidence]) -> InvariantResult:
+    """Figure 2, rules for leaders: commitIndex moves to N by counting only if
+    log[N].term == currentTerm; an older entry commits only under a newer one (section
+    5.4.2: Figure 8 shows an old-term entry, counted on a majority, overwritten). A
+    "commit" event gives the first index a leader committed in its term and the term
+    of that entry (none: nothing to check, as for the other event invariants)."""
+    out, commits = [], 0
+    for n in nodes:
+        for ev in n.events or []:
+            if ev.kind != "commit":
+                continue
+            term, index, entry_term = (ev.int_field(k) for k in ("term", "index",
+                                                                  "entry_term"))
+            if term is None or index is None or entry_term is None:
+                continue
+            commits += 1
+            if entry_term != term:
+                out.append(Violation(
+                    "commit-rule", f"commit rule (Figure 8): {n.node}, leader of term "
+                    f"{term}, committed up to index {index}, an entry of term "
+                    f"{entry_term}, by counting replicas ({ev.where()})", [n.node],
+                    term=term, index=index, refs=[ev.ref(n.node)]))
+    return _result(out, {"commit_events": commits}, _missing(nodes, "events"))
+
+
 def terms_never_decrease(nodes: list[NodeEvidence]) -> InvariantResult:
     """Figure 2: what a node persisted (a "persisted" event: written and, in the
     correct node, fsynced; a "vote" event: persisted before it was sent; a "start":
@@ -361,6 +392,7 @@ CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "election-safety": election_safety,
     "one-vote-per-term": one_vote_per_term,
     "terms-never-decrease": terms_never_decrease,
+    "commit-rule": commit_rule,
     "log-matching": log_matching,
     "state-machine-safety": state_machine_safety,
 }

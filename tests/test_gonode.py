@@ -76,7 +76,7 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
     assert inv["valid"] is True and inv["not_checked"] == ["log-matching",
                                                            "state-machine-safety"]
     assert set(inv["invariants"]) == {"election-safety", "one-vote-per-term",
-                                      "terms-never-decrease"}
+                                      "terms-never-decrease", "commit-rule"}
     assert inv["checked"]["election-safety"]["leader_events"] >= 1, inv["checked"]
     assert any("log-matching, state-machine-safety not checked" in w
                for w in results["warnings"])

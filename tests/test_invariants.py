@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from checker.invariants import (DurableState, Event, NodeEvidence, check_invariants,
-                                election_safety, log_matching, one_vote_per_term,
+                                commit_rule, election_safety, log_matching, one_vote_per_term,
                                 state_machine_safety, terms_never_decrease)
 
 W = {"op": "write", "key": 1, "value": 5}
@@ -30,6 +30,7 @@ def clean_cluster() -> list[NodeEvidence]:
         node("n1", [ev("n1", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[]),
                     ev("n1", 2, "persisted", term=1, vote="n1"),
                     ev("n1", 3, "leader", term=1),
+                    ev("n1", 4, "commit", term=1, index=2, entry_term=1),
                     ev("n1", 9, "persisted", term=2, vote="n2")],
              log, term=2, vote="n2", commit=4),
         node("n2", [ev("n2", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[]),
@@ -54,13 +55,27 @@ def test_clean_evidence_is_valid_and_counts_what_was_compared():
     assert out["violations"] == []
     assert {k: v["valid"] for k, v in out["invariants"].items()} == {
         "election-safety": True, "one-vote-per-term": True, "terms-never-decrease": True,
-        "log-matching": True, "state-machine-safety": True}
+        "commit-rule": True, "log-matching": True, "state-machine-safety": True}
     ch = out["checked"]
+    assert ch["commit-rule"] == {"commit_events": 1}
     assert ch["election-safety"] == {"leader_events": 2, "terms_with_a_leader": 2}
     assert ch["log-matching"] == {"node_pairs": 3, "entries_compared": 4 + 3 + 3}
     assert ch["state-machine-safety"]["committed_entries_compared"] == 3 + 2 + 2
     assert ch["terms-never-decrease"]["restarts"] == 1
     assert json.loads(json.dumps(out)) == out  # results.json material
+
+
+def test_a_leader_committing_an_older_terms_entry_by_counting_breaks_the_commit_rule():
+    nodes = clean_cluster()
+    # Figure 8 (c): the leader of term 2 counts replicas of its term-1 entry at index 2
+    nodes[1].events.insert(5, ev("n2", 6, "commit", term=2, index=2, entry_term=1))
+    r = commit_rule(nodes)
+    assert r.valid is False
+    assert len(r.violations) == 1
+    v = r.violations[0]
+    assert (v.term, v.index, v.nodes) == (2, 2, ["n2"])
+    assert ("n2, leader of term 2, committed up to index 2, an entry of term 1, by "
+            "counting replicas (n2.log line 6") in v.text
 
 
 def test_two_leaders_in_one_term():
@@ -210,7 +225,7 @@ def test_missing_evidence_is_unknown_never_false():
     assert out["invariants"]["log-matching"]["unknown_reason"] == "n3: no data/<id>/raft.wal"
     assert out["unknown_reason"] == (
         "n3: no event lines in nodes/<id>.log (election-safety, one-vote-per-term, "
-        "terms-never-decrease); n3: no data/<id>/raft.wal (log-matching, "
+        "terms-never-decrease, commit-rule); n3: no data/<id>/raft.wal (log-matching, "
         "state-machine-safety)")
     assert out["nodes"]["n3"] == {"events": None, "durable": None, "missing": {
         "durable": "no data/n3/raft.wal", "events": "no event lines in nodes/n3.log"}}
