@@ -31,10 +31,13 @@ type Server struct {
 	events  *Events
 	pTerm   uint64 // the term and vote last written to the WAL (for `persisted`)
 	pVote   uint64
-	boot    string
-	nextID  atomic.Uint64
-	stopc   chan struct{}
-	done    chan struct{}
+	// the commit index when this node took office, and the last term whose first
+	// commit was told (for `commit`: Figure 2 lets a leader count only its own term)
+	ledTerm, ledFrom, toldTerm uint64
+	boot                       string
+	nextID                     atomic.Uint64
+	stopc                      chan struct{}
+	done                       chan struct{}
 
 	mu        sync.Mutex // guards what follows (shared with the HTTP handlers)
 	role      raft.StateType
@@ -171,8 +174,24 @@ func (s *Server) ready(rd raft.Ready) {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		s.log.Warningf("ignoring a snapshot at index %d (this node never compacts)", rd.Snapshot.GetMetadata().GetIndex())
 	}
-	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader && s.role != raft.StateLeader {
+	role := s.role
+	if rd.SoftState != nil {
+		role = rd.SoftState.RaftState
+	}
+	if role == raft.StateLeader && s.role != raft.StateLeader {
 		s.events.Emit("leader", map[string]any{"term": s.pTerm})
+		s.ledTerm, s.ledFrom = s.pTerm, s.commit // what it learned as a follower
+		if rd.HardState != nil {
+			s.ledFrom = rd.HardState.GetCommit()
+		}
+	} else if role == raft.StateLeader && rd.HardState != nil && s.ledTerm == s.pTerm &&
+		s.toldTerm != s.pTerm && rd.HardState.GetCommit() > s.ledFrom {
+		// the leader's first commit of its term, and the term of the entry it counted
+		c := rd.HardState.GetCommit()
+		if et, err := s.storage.Term(c); err == nil {
+			s.toldTerm = s.pTerm
+			s.events.Emit("commit", map[string]any{"term": s.pTerm, "index": c, "entry_term": et})
+		}
 	}
 	for _, m := range rd.Messages {
 		if m.GetType() == pb.MsgVoteResp && !m.GetReject() {

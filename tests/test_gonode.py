@@ -78,6 +78,7 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
     assert set(inv["invariants"]) == {"election-safety", "one-vote-per-term",
                                       "terms-never-decrease", "commit-rule"}
     assert inv["checked"]["election-safety"]["leader_events"] >= 1, inv["checked"]
+    assert inv["checked"]["commit-rule"]["commit_events"] >= 1, inv["checked"]
     assert any("log-matching, state-machine-safety not checked" in w
                for w in results["warnings"])
     st = results["stats"]
