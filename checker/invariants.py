@@ -32,7 +32,11 @@ The invariants, each a name in `INVARIANTS`:
   entry it counted);
 - `state-machine-safety`: for every pair of nodes, the entries up to the smaller of
   their durable commit indexes are identical, and a durable commit index never
-  exceeds its node's log (Figure 3, State Machine Safety; Figure 2, commitIndex).
+  exceeds its node's log (Figure 3, State Machine Safety; Figure 2, commitIndex);
+- `committed-on-a-majority`: the entry at the highest durable commit index is held, with
+  the same term, by a majority of the durable logs (section 5.3: committed means held
+  by a majority; 5.4: no server removes a committed entry), so an entry a leader
+  counted on replicas that never made it durable, or never received it, shows.
 
 Input is plain data; no file I/O here (campaign.evidence reads the logs and WALs).
 Missing evidence never fails a check: a node without a WAL or without event lines (an
@@ -60,6 +64,8 @@ INVARIANTS: dict[str, str] = {
                     "entries up to it",
     "state-machine-safety": "State Machine Safety (Figure 3): committed entries agree "
                             "on every node; commitIndex within the log",
+    "committed-on-a-majority": "a majority of the logs hold every committed entry "
+                               "(sections 5.3 and 5.4)",
 }
 MAX_DETAILS = 50        # structured violations kept for the report (all lines are kept)
 MAX_VIOLATIONS = 1000   # one-line violations kept per invariant
@@ -388,6 +394,44 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
                          "committed_entries_compared": compared}, missing)
 
 
+def committed_on_a_majority(nodes: list[NodeEvidence]) -> InvariantResult:
+    """Section 5.3: an entry is committed once the leader has replicated it on a
+    majority, each of which made it durable first (Figure 2); section 5.4: no server
+    ever removes a committed entry. So after the run the entry at the highest durable
+    commit index is held with the same term by a majority of the durable logs (Log
+    Matching then gives the whole prefix); a snapshot that covers the index holds it.
+    Missing durable state on enough nodes to matter makes it unknown."""
+    logs = {n.node: n.durable for n in nodes if n.durable is not None}
+    commits = {nid: d.commit for nid, d in logs.items() if d.commit is not None}
+    quorum = len(nodes) // 2 + 1
+    known = [(c, nid) for nid, c in commits.items()
+             if c > 0 and logs[nid].at(c) is not None]   # type: ignore[union-attr]
+    if not known:
+        old = [nid for nid, d in logs.items() if d.commit is None]
+        return _result([], {"commit_index": 0, "holders": 0}, _missing(nodes, "durable") + (
+            [f"{', '.join(old)}: no commit index in the WAL (an older node)"] if old else []))
+    top = max(c for c, _ in known)
+    who = min(nid for c, nid in known if c == top)
+    term = logs[who].at(top)[0]  # type: ignore[index, union-attr]
+    holders = sorted(nid for nid, d in logs.items()
+                     if top <= d.base or (d.at(top) or (None,))[0] == term)
+    checked = {"commit_index": top, "holders": len(holders)}
+    if len(holders) >= quorum:
+        return _result([], checked, [])
+    missing = _missing(nodes, "durable")
+    if len(holders) + len(nodes) - len(logs) >= quorum:
+        return _result([], checked, missing)   # the nodes without a WAL may hold it
+    lacking = sorted(nid for nid in logs if nid not in holders)
+    return _result([Violation(
+        "committed-on-a-majority", f"committed entries on a majority (section 5.3): "
+        f"{who} committed index {top} (term {term}), but only {', '.join(holders)} of "
+        f"{len(nodes)} nodes hold it: " + ", ".join(_side(nid, logs[nid], top)
+                                                   for nid in lacking),
+        sorted([who] + lacking), term=term, index=top,
+        entries=_window({nid: logs[nid] for nid in sorted(logs)}, top))],
+        checked, [])
+
+
 CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "election-safety": election_safety,
     "one-vote-per-term": one_vote_per_term,
@@ -395,6 +439,7 @@ CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "commit-rule": commit_rule,
     "log-matching": log_matching,
     "state-machine-safety": state_machine_safety,
+    "committed-on-a-majority": committed_on_a_majority,
 }
 
 

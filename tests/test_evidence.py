@@ -171,11 +171,11 @@ def test_a_foreign_node_with_event_lines_only_keeps_the_invariants_they_cover(tm
     results: dict = {}
     leave_out_missing_invariants(checks, results)
     r = checks["raft-invariants"]
-    assert r["valid"] is True and r["not_checked"] == ["log-matching",
+    assert r["valid"] is True and r["not_checked"] == ["committed-on-a-majority", "log-matching",
                                                        "state-machine-safety"]
     assert set(r["invariants"]) == {"election-safety", "one-vote-per-term",
                                     "terms-never-decrease", "commit-rule"}
-    assert "log-matching, state-machine-safety not checked" in results["warnings"][0]
+    assert "committed-on-a-majority, log-matching, state-machine-safety not checked" in results["warnings"][0]
     add_to_results(results, checks)
     assert verdict_line(results).endswith("the Raft invariants their evidence covers "
                                           "(election-safety, one-vote-per-term, "
@@ -310,7 +310,7 @@ def test_the_run_verdict_is_the_worst_of_all_checkers(tmp_path):
     text = "\n".join(summary_lines(results))
     assert "node-health: true (3 nodes: 0 unexpected exits, 0 fatal events" in text
     assert ("raft-invariants: false (election-safety FAILED, one-vote-per-term, "
-            "terms-never-decrease, commit-rule, log-matching, state-machine-safety)") in text
+            "terms-never-decrease, commit-rule, log-matching, state-machine-safety, committed-on-a-majority)") in text
     assert "  Election Safety (Figure 3): term 2 has 2 leaders" in text
     assert verdict_line(results) == ("INVALID: a Raft invariant was violated (see above "
                                      "and results.json).")
@@ -446,7 +446,8 @@ def test_a_real_cluster_keeps_every_invariant_and_a_broken_copy_does_not(tmp_pat
     assert r["valid"] is True, r["violations"]
     assert {k: v["valid"] for k, v in r["invariants"].items()} == {
         k: True for k in ("election-safety", "one-vote-per-term", "terms-never-decrease",
-                          "commit-rule", "log-matching", "state-machine-safety")}
+                          "commit-rule", "log-matching", "state-machine-safety",
+                          "committed-on-a-majority")}
     ch = r["checked"]
     assert ch["election-safety"]["leader_events"] >= 2           # before and after the kill
     assert ch["commit-rule"]["commit_events"] >= 1               # each leader told its first

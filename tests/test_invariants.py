@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from checker.invariants import (DurableState, Event, NodeEvidence, check_invariants,
-                                commit_rule, election_safety, log_matching, one_vote_per_term,
+                                commit_rule, committed_on_a_majority, election_safety, log_matching, one_vote_per_term,
                                 state_machine_safety, terms_never_decrease)
 
 W = {"op": "write", "key": 1, "value": 5}
@@ -55,7 +55,8 @@ def test_clean_evidence_is_valid_and_counts_what_was_compared():
     assert out["violations"] == []
     assert {k: v["valid"] for k, v in out["invariants"].items()} == {
         "election-safety": True, "one-vote-per-term": True, "terms-never-decrease": True,
-        "commit-rule": True, "log-matching": True, "state-machine-safety": True}
+        "commit-rule": True, "log-matching": True, "state-machine-safety": True,
+        "committed-on-a-majority": True}
     ch = out["checked"]
     assert ch["commit-rule"] == {"commit_events": 1}
     assert ch["election-safety"] == {"leader_events": 2, "terms_with_a_leader": 2}
@@ -76,6 +77,36 @@ def test_a_leader_committing_an_older_terms_entry_by_counting_breaks_the_commit_
     assert (v.term, v.index, v.nodes) == (2, 2, ["n2"])
     assert ("n2, leader of term 2, committed up to index 2, an entry of term 1, by "
             "counting replicas (n2.log line 6") in v.text
+
+
+def test_a_commit_index_only_a_minority_holds_breaks_committed_on_a_majority():
+    nodes = clean_cluster()
+    assert committed_on_a_majority(nodes).checked == {"commit_index": 4, "holders": 2}
+    # n2 lost index 4 (acknowledged without fsync, then a crash): n1 alone holds it
+    nodes[1].durable.entries = nodes[1].durable.entries[:3]
+    nodes[1].durable.commit = 3
+    r = committed_on_a_majority(nodes)
+    assert r.valid is False
+    v = r.violations[0]
+    assert (v.index, v.term, v.nodes) == (4, 2, ["n1", "n2", "n3"])
+    assert v.text.startswith("committed entries on a majority (section 5.3): n1 committed "
+                             "index 4 (term 2), but only n1 of 3 nodes hold it: n2 has "
+                             "no entry, n3 has no entry")
+    # an entry of another term at that index is not the committed one
+    nodes[1].durable.entries.append((3, W))
+    assert committed_on_a_majority(nodes).valid is False
+    # a snapshot that covers the index holds it (section 7)
+    nodes[2].durable.base, nodes[2].durable.entries = 4, []
+    assert committed_on_a_majority(nodes).valid is True
+
+
+def test_committed_on_a_majority_is_unknown_when_missing_wals_could_hold_it():
+    nodes = clean_cluster()
+    nodes[1].durable.entries = nodes[1].durable.entries[:3]
+    nodes[1].durable.commit = 3
+    nodes[2].durable = None
+    r = committed_on_a_majority(nodes)
+    assert r.valid == "unknown" and "n3: no durable state" in r.unknown_reason
 
 
 def test_two_leaders_in_one_term():
