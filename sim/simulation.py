@@ -119,12 +119,19 @@ class Simulation:
             print(f"{self.now:>7} ms  {text}", file=sys.stderr)
 
     def guard(self, node: SimNode, fn: Callable[[], Any]) -> None:
-        """Run a node's work; an exception in the core is a violation and stops it."""
+        """Run a node's work; an exception in the core is a violation and stops it, and
+        so is (without stopping it) a message the core refused because it contradicts
+        a committed entry."""
+        core = node.core
+        refused = core.contradictions
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - reported, and the node stops
             self.monitor.violation("core-error", f"{node.id} raised {type(e).__name__}: {e}")
             node.crash()
+            return
+        if node.core is core and core.contradictions > refused:
+            self.monitor.violation("core-error", f"{node.id}: {core.last_contradiction}")
 
     # ------------------------------------------------------------------ events
     def tick(self, node_id: str) -> None:

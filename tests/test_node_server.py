@@ -191,6 +191,34 @@ def test_malformed_peer_frames_are_dropped_and_not_fatal(cluster: NodeCluster):
     assert cluster.op(leader, {"op": "write", "key": "after-garbage", "value": 1})[1]["ok"]
 
 
+def test_an_authenticated_frame_that_contradicts_committed_entries_changes_no_entry(
+        cluster: NodeCluster):
+    """A signed AppendEntries (a peer with the secret, but broken) that would overwrite
+    committed entries is refused with an ERROR line (node-health reads it); the node
+    keeps running and keeps what it committed."""
+    leader, follower = leader_and_follower(cluster)
+    assert on_leader(cluster, {"op": "write", "key": "kept", "value": 1})[1] == {"ok": True}
+    st = cluster.status(follower)
+    term = st["term"] + 1
+    frame = _frame({"type": "AppendEntries", "term": term, "sender": leader,
+                    "prev_log_index": 0, "prev_log_term": 0,
+                    "entries": [{"term": term, "command": {"op": "write", "key": "kept",
+                                                           "value": 666}}],
+                    "leader_commit": 1}, _secret(cluster))
+    for _ in range(3):
+        _send_raw(cluster.nodes[follower]["peer"], frame)
+    deadline = time.monotonic() + 5
+    while "refused" not in cluster.log(follower) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = cluster.log(follower)
+    assert cluster.procs[follower].poll() is None, log[-2000:]
+    assert "which this node committed with term" in log and " ERROR " in log, log[-2000:]
+    assert "refusing to truncate" not in log
+    st2 = cluster.status(follower)
+    assert st2["commit_index"] >= st["commit_index"], (st, st2)
+    assert on_leader(cluster, {"op": "read", "key": "kept"})[1] == {"ok": True, "value": 1}
+
+
 def test_exactly_once_retry_returns_original_result(cluster: NodeCluster):
     cas = {"op": "cas", "key": "eo", "from": 1, "to": 2, "client": "alice", "seq": 3}
     on_leader(cluster, {"op": "write", "key": "eo", "value": 1})

@@ -296,6 +296,34 @@ def test_follower_truncates_only_on_real_conflict_and_commits_verified_only():
     assert not reply.success and reply.conflict_term == 3 and reply.conflict_index == 4
 
 
+def test_append_that_contradicts_a_committed_entry_is_refused_and_changes_nothing(caplog):
+    core = RaftCore("f", ["f", "l", "x"], HardState(2, None), entries(1, 1, 2, 2), CFG,
+                    random.Random(0))
+    core.step(AppendEntries(2, "l", 4, 2, [], leader_commit=3))
+    core.advance(core.ready())
+    before = (core.entries(), core.commit_index, core.term)
+    # a leader of term 3 whose entry 2 has term 3: entry 2 (term 1) is committed here
+    for _ in range(3):
+        core.step(AppendEntries(3, "l", 1, 1, [LogEntry(3, "forged"), LogEntry(3, "y")],
+                                leader_commit=4))
+    assert (core.entries(), core.commit_index) == before[:2]
+    assert core.contradictions == 3
+    assert core.last_contradiction == ("AppendEntries from l at term 3 has term 3 at index "
+                                       "2, which this node committed with term 1 (commit "
+                                       "index 3): refused")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage().rsplit(" (", 1)[1] for r in errors] == [
+        "1 such messages so far)", "2 such messages so far)"]
+    # the 1st and 2nd are logged, then the 4th, 8th, ...
+    rd = core.ready()
+    assert rd.truncate_from is None and rd.entries == [] and rd.messages == []
+    # the same entries past the commit index are a real conflict: truncate from 4
+    core.advance(rd)
+    core.step(AppendEntries(3, "l", 3, 2, [LogEntry(3, "z")], leader_commit=3))
+    rd = core.ready()
+    assert rd.truncate_from == 4 and core.contradictions == 3
+
+
 def test_read_index_waits_for_term_commit_and_quorum():
     net = Net(["a", "b", "c"], seed=11)
     leader = net.elect()

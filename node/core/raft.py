@@ -135,6 +135,10 @@ class RaftCore:
         self._reads_dropped: list[Any] = []
         self._broadcast_read = False
         self._heartbeat_now = False
+        # AppendEntries refused because they contradict a committed entry: a safety
+        # alarm (Log Matching or Leader Completeness broken somewhere), never a crash
+        self.contradictions = 0
+        self.last_contradiction: str | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -515,6 +519,10 @@ class RaftCore:
                                                     conflict_index=ci, conflict_term=ct,
                                                     reject_index=prev, read_ctx=m.read_ctx))
             return
+        conflict = self._contradicts_committed(prev, m.entries)
+        if conflict is not None:
+            self._refuse_contradiction(m.sender, conflict, m.entries[conflict - prev - 1].term)
+            return
         if (TRUNCATE_ON_ANY_APPEND in self.bugs
                 and self._last_index() > max(prev, self._commit)):
             # Planted bug: Figure 2, receiver 3 truncates only on a conflict ("the if
@@ -547,6 +555,29 @@ class RaftCore:
             self._commit = max(self._commit, min(m.leader_commit, last_new))
         self._send(m.sender, AppendEntriesReply(self._term, self.id, True,
                                                 match_index=last_new, read_ctx=m.read_ctx))
+
+    def _contradicts_committed(self, prev: int, entries: list[LogEntry]) -> int | None:
+        """The first index up to the commit index where `entries` (following `prev`)
+        hold another term than this log, or None. A leader holds every committed
+        entry (Leader Completeness, section 5.4), so a correct one never sends one."""
+        for k, e in enumerate(entries[:max(0, self._commit - prev)]):
+            held = self._term_at(prev + 1 + k)
+            if held is not None and held != e.term:
+                return prev + 1 + k
+        return None
+
+    def _refuse_contradiction(self, sender: str, index: int, term: int) -> None:
+        """Drop an AppendEntries that would overwrite a committed entry (Figure 3,
+        State Machine Safety): nothing changes and the node keeps running; the alarm
+        is logged at ERROR the 1st, 2nd, 4th, 8th, ... time (node-health reads it)."""
+        self.contradictions += 1
+        self.last_contradiction = (
+            f"AppendEntries from {sender} at term {self._term} has term {term} at index "
+            f"{index}, which this node committed with term {self._term_at(index)} "
+            f"(commit index {self._commit}): refused")
+        n = self.contradictions
+        if n & (n - 1) == 0:
+            self.log_.error("%s (%d such messages so far)", self.last_contradiction, n)
 
     def _truncate(self, index: int) -> None:
         if index <= self._commit:
