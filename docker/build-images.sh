@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build raftcheck/node and raftcheck/toxiproxy on the offline base image.
+# Build raftcheck/node, raftcheck/toxiproxy and raftcheck/gonode on the offline base image.
 #
 # Idempotent and fast when up to date: each image carries a label with the hash of its
 # inputs (Dockerfile, sources, base image id); a matching label means nothing to do.
@@ -8,6 +8,7 @@
 #
 # Environment: BASE_IMAGE (default raftcheck/base:local), RAFTCHECK_NODE_IMAGE
 # (raftcheck/node:latest), RAFTCHECK_TOXIPROXY_IMAGE (raftcheck/toxiproxy:latest),
+# RAFTCHECK_GONODE_IMAGE (raftcheck/gonode:latest),
 # RAFTCHECK_CACHE (~/.cache/raftcheck: downloaded wheels, the static toxiproxy build),
 # FORCE=1 rebuilds even when the labels match; NO_CACHE=1 also ignores the layer cache.
 set -euo pipefail
@@ -117,4 +118,25 @@ else
         --build-arg "BUILDER_IMAGE=$base"
     # The legacy builder keeps the build stage as an untagged image: drop it.
     docker image prune -f --filter label=raftcheck.stage=toxiproxy-build >/dev/null
+fi
+
+# --- raftcheck/gonode ---------------------------------------------------------------
+# The second implementation of the node contract (gonode/, etcd's Raft library) as a
+# node image, for --node-image: a static Go build of the sources, copied onto the base.
+gonode_image=${RAFTCHECK_GONODE_IMAGE:-raftcheck/gonode:latest}
+if command -v go >/dev/null 2>&1; then
+    gonode_hash=$( { echo "$base_id"; cat docker/Dockerfile.gonode;
+                     (cd gonode && cat go.mod go.sum *.go); } | sha256sum | cut -c1-16)
+    if up_to_date "$gonode_image" "$gonode_hash"; then
+        log "$gonode_image is up to date"
+    else
+        mkdir -p "$ctx/gonode"
+        cp docker/Dockerfile.gonode "$ctx/gonode/"
+        (cd gonode && CGO_ENABLED=0 go build -buildvcs=false -o "$ctx/gonode/raftcheck-gonode" .)
+        build "$gonode_image" "$gonode_hash" "$ctx/gonode/Dockerfile.gonode" "$ctx/gonode" \
+            --build-arg "BUILDER_IMAGE=$base"
+        docker image prune -f --filter label=raftcheck.stage=gonode-build >/dev/null
+    fi
+else
+    log "Go not found: $gonode_image not built (docs/node-contract.md section 5)"
 fi

@@ -35,15 +35,27 @@ func main() {
 	config := fs.String("config", "", "the cluster file (YAML)")
 	id := fs.String("id", "", "this node's id in the cluster file")
 	dataDir := fs.String("data-dir", "", "the data directory (default: the file's data_dir)")
+	listenHost := fs.String("listen-host", "", "bind the client and peer ports on this host, as in a container (default: the file's addresses)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		badConfig("%v (usage: raftcheck-gonode --config FILE --id ID [--data-dir DIR])", err)
+		badConfig("%v (usage: raftcheck-gonode --config FILE --id ID [--data-dir DIR] [--listen-host HOST])", err)
 	}
 	if *config == "" || *id == "" || fs.NArg() > 0 {
-		badConfig("usage: raftcheck-gonode --config FILE --id ID [--data-dir DIR]")
+		badConfig("usage: raftcheck-gonode --config FILE --id ID [--data-dir DIR] [--listen-host HOST]")
 	}
 	cfg, err := LoadConfig(*config, *id, *dataDir)
 	if err != nil {
 		badConfig("bad config: %v", err)
+	}
+	if *listenHost != "" {
+		// the node contract's container convention: the ports of the cluster file on
+		// every interface of the container (its name is what the file says)
+		for _, addr := range []*string{&cfg.Client, &cfg.Peer} {
+			_, port, err := net.SplitHostPort(*addr)
+			if err != nil {
+				badConfig("bad config: %v", err)
+			}
+			*addr = net.JoinHostPort(*listenHost, port)
+		}
 	}
 	lg := NewLogger(cfg.ID, "gonode")
 	raft.SetLogger(raftLogger{NewLogger(cfg.ID, "raft")})

@@ -256,6 +256,39 @@ def test_short_docker_run_is_valid(engine, tmp_path):
     assert objects_of(engine, lambda l: l.get("raftcheck.run_dir") == str(run)) == []
 
 
+GONODE_IMAGE = os.environ.get("RAFTCHECK_GONODE_IMAGE", "raftcheck/gonode:latest")
+
+
+def test_a_node_image_of_another_implementation_runs_under_faults(engine, tmp_path):
+    """--node-image with gonode (etcd's Raft library, docs/node-contract.md section 5),
+    an image built by docker/build-images.sh: the contract's container convention is
+    all it needs, and its event lines still feed the invariants they cover."""
+    import docker
+    try:
+        engine.images.get(GONODE_IMAGE)
+    except docker.errors.ImageNotFound:
+        require(False, f"image {GONODE_IMAGE} missing; run docker/build-images.sh "
+                       "(it needs Go)")
+    store = tmp_path / "store"
+    r = raftcheck("test", "--backend", "docker", "--node-image", GONODE_IMAGE,
+                  "--nodes", "3", "--time-limit", "10", "--nemesis", "partition,kill,pause",
+                  "--nemesis-interval", "2", "--seed", "3", "--store", str(store))
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    run = latest_run(store)
+    results = json.loads((run / "results.json").read_text())
+    assert results["valid"] is True
+    assert json.loads((run / "test.json").read_text())["options"]["node_image"] == GONODE_IMAGE
+    assert results["checkers"]["linearizable"]["valid"] is True
+    inv = results["checkers"]["raft-invariants"]
+    assert inv["not_checked"] == ["committed-on-a-majority", "log-matching",
+                                  "state-machine-safety"]
+    assert inv["checked"]["election-safety"]["leader_events"] >= 1
+    assert inv["checked"]["commit-rule"]["commit_events"] >= 1
+    logs = "".join((run / "nodes" / f"{nid}.log").read_text() for nid in ("n1", "n2", "n3"))
+    assert "gonode: serving clients on 0.0.0.0:8000" in logs, logs[-2000:]
+    assert objects_of(engine, lambda l: l.get("raftcheck.run_dir") == str(run)) == []
+
+
 def test_planted_bug_is_found(engine, tmp_path):
     store = tmp_path / "store"
     # ack-before-commit loses acknowledged writes when a partitioned or killed leader
