@@ -137,6 +137,14 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     remaining = len(rets)
     trans: list[dict] = [{} for _ in range(n)]
     step = model.step
+    canon = model.collapse(ops) if prune else None
+    if canon is not None:
+        # states no op can tell apart are one state (`Model.collapse`)
+        raw_step = step
+
+        def step(st: Hashable, op: Operation) -> Hashable | Illegal:
+            ns = raw_step(st, op)
+            return ns if type(ns) is Illegal else canon(ns)  # type: ignore[misc]
     # A pure op never changes the state. A required pure op that is legal now can be
     # linearized now without loss (moving it first keeps any completion legal), so
     # it is a forced move: no other candidate is tried in its place.
@@ -151,6 +159,29 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     jfree = [junk.get(i) is True for i in range(n)]
     unlock = model.info_unlocks
     needs: tuple = (set(), False)
+    # The dead-read rule (`Model.reachable`, `Model.resets`): a required read of v
+    # (dread) not linearized yet can never be linearized, and the configuration is
+    # dead, when the state cannot reach v and no unlinearized reset invoked before
+    # the read returned leaves a state that can. The resets in call order: rs_call
+    # (an infinite sentinel at the end), the state each leaves (rs_to), which are
+    # linearized (rs_lin); rp: the first one not linearized.
+    reach = model.reachable if prune else None
+    rs_idx = [-1] * n
+    dread = [False] * n
+    rs_call = [inf]
+    rs_lin = [False]
+    rs_to: list = []
+    if reach is not None:
+        init = model.init()
+        rs = sorted((op.call, op.id) for op in ops if model.resets(op))
+        rs_call = [x for x, _ in rs] + [inf]
+        rs_lin = [False] * (len(rs) + 1)
+        rs_to = [step(init, ops[oid]) for _, oid in rs]
+        for i, (_, oid) in enumerate(rs):
+            rs_idx[oid] = i
+        dread = [pure[i] == 1 and op.status != INFO for i, op in enumerate(ops)]
+    rp = 0
+    dead = -1
 
     def legal(st: Hashable, oid: int) -> object:
         t = trans[oid]
@@ -162,7 +193,7 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
             t[st] = ns
         return ns
 
-    state: Hashable = model.init()
+    state: Hashable = model.init() if canon is None else canon(model.init())
     # Linearized required ops: all those numbered below `base`, and those whose bit
     # is set in `rbits` (bit i: number base + i); so bitsets stay as small as the
     # window of concurrent ops, however long the history. Info ops: `ibits`.
@@ -202,10 +233,26 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                 if k and ((state == pval[oid]) if k == 1 else (state != pval[oid])
                           if k == 2 else (legal(state, oid) is not _ILLEGAL)):
                     break
+                if dread[oid] and not reach(state, pval[oid]):  # type: ignore[misc]
+                    # the dead-read rule: can a reset still help this read?
+                    v = pval[oid]
+                    gr = pos[e_ret[c]]
+                    i = rp
+                    while rs_call[i] < gr:
+                        if not rs_lin[i] and reach(rs_to[i], v):  # type: ignore[misc]
+                            break
+                        i += 1
+                    else:
+                        dead = oid      # no: abandon this configuration
+                        phase = 4
+                        c = JT
+                        break
                 c = nxt[c]
             else:
                 phase = 1
                 c = nxt[QH]
+                continue
+            if dead >= 0:
                 continue
         elif pos[c] >= limit:
             if phase == 1:
@@ -241,15 +288,22 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                 if unlock and not needs[1]:
                     c = JT  # it only ever makes a "not equal" candidate legal
                 continue
-            # No candidate fits before the first pending return: backtrack.
+            # No candidate fits before the first pending return (or a read is
+            # dead, and it is the op this branch cannot get past): backtrack.
             if best is None or len(calls) > len(best):
                 best = calls[:]
                 best_state = state
-                blocked = e_op[nxt[RH]]
+                blocked = e_op[nxt[RH]] if dead < 0 else dead
                 where.best = len(best)
+            dead = -1
             if not calls:
                 break
             c, state, rbits, base, ibits, phase, needs = calls.pop()
+            i = rs_idx[e_op[c]]
+            if i >= 0:
+                rs_lin[i] = False
+                if i < rp:
+                    rp = i
             m = e_ret[c]
             p = prv[c]
             q = nxt[c]
@@ -343,6 +397,11 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                     nxt[p] = q
                     prv[q] = p
                     remaining -= 1
+                i = rs_idx[oid]
+                if i >= 0:
+                    rs_lin[i] = True
+                    while rs_lin[rp]:
+                        rp += 1
                 phase = 0
                 continue
         if phase == 0:
@@ -359,9 +418,17 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     # Invalid: the longest prefix, with the state after each op.
     frames = best or []
     prefix: list[tuple[int, Hashable]] = []
-    for i, fr in enumerate(frames):
-        after = frames[i + 1][1] if i + 1 < len(frames) else best_state
-        prefix.append((e_op[fr[0]], after))
+    if canon is None:
+        for i, fr in enumerate(frames):
+            after = frames[i + 1][1] if i + 1 < len(frames) else best_state
+            prefix.append((e_op[fr[0]], after))
+    else:
+        # the states the ops really leave, not their collapsed representatives
+        after = model.init()
+        for fr in frames:
+            oid = e_op[fr[0]]
+            after = model.step(after, ops[oid])
+            prefix.append((oid, after))
     return SearchResult(False, explored, elapsed, prefix=prefix, blocked=blocked)
 
 
