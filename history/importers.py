@@ -162,6 +162,37 @@ def _plain(v: Any) -> Any:
     return v
 
 
+# A flat op map on one line (keyword keys; nil, true, false, keyword, integer or
+# escape-free string values): most histories are nothing else, and
+# `_flat_values` reads them without the general tokenizer, to the same values.
+_FLAT_NAME = r":([A-Za-z_][\w.*+!?<>=/-]*)"
+_FLAT_VALUE = r'(nil|true|false|:[A-Za-z_][\w.*+!?<>=/-]*|"[^"\\\n]*"|[+-]?\d+)(?=[\s,}])'
+_FLAT_PAIR = re.compile(r"[\s,]*" + _FLAT_NAME + r"[\s,]+" + _FLAT_VALUE)
+_FLAT_LINE = re.compile(r"[ \t]*\{(?:[\s,]*:[A-Za-z_][\w.*+!?<>=/-]*[\s,]+"
+                        + _FLAT_VALUE.replace("(", "(?:", 1) + r")*[\s,]*\}[ \t,]*")
+
+
+def _flat_values(text: str) -> list[tuple[int, Any, list[int]]] | None:
+    """`_edn_values` of a text of flat op maps one per line (blank lines allowed);
+    None if it is anything else."""
+    out: list[tuple[int, Any, list[int]]] = []
+    off = 0
+    atom = _edn_atom
+    pair = _FLAT_PAIR.findall
+    for line in text.split("\n"):
+        start = off
+        off += len(line) + 1
+        if not line or line.isspace():
+            continue
+        if _FLAT_LINE.fullmatch(line.rstrip("\r")) is None:
+            return None
+        d = {}
+        for k, v in pair(line):
+            d[_Keyword(k)] = v[1:-1] if v[0] == '"' else atom(v)
+        out.append((start + line.index("{"), d, []))
+    return out
+
+
 def parse_edn(text: str, file: str) -> list[Op]:
     maps: list[tuple[int, dict]] = []
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
@@ -170,7 +201,9 @@ def parse_edn(text: str, file: str) -> list[Op]:
         return bisect.bisect_right(line_starts, offset)
 
     try:
-        found = list(_edn_values(text))
+        found = _flat_values(text)
+        if found is None:
+            found = list(_edn_values(text))
     except _EdnError as e:
         raise BadInput(f"bad EDN: {e.msg}", file=file, line=line_of(e.pos)) from None
     if len(found) == 1 and isinstance(found[0][1], list):
