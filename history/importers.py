@@ -172,23 +172,39 @@ _FLAT_LINE = re.compile(r"[ \t]*\{(?:[\s,]*:[A-Za-z_][\w.*+!?<>=/-]*[\s,]+"
                         + _FLAT_VALUE.replace("(", "(?:", 1) + r")*[\s,]*\}[ \t,]*")
 
 
-def _flat_values(text: str) -> list[tuple[int, Any, list[int]]] | None:
+def _flat_values(text: str, plain: bool = False
+                 ) -> list[tuple[int, Any, list[int]]] | None:
     """`_edn_values` of a text of flat op maps one per line (blank lines allowed);
-    None if it is anything else."""
+    None if it is anything else. `plain`: keywords already made plain strings (as
+    `_plain` makes them)."""
     out: list[tuple[int, Any, list[int]]] = []
     off = 0
-    atom = _edn_atom
     pair = _FLAT_PAIR.findall
+    full = _FLAT_LINE.fullmatch
+    # keys and non-string values repeat from line to line: each read once
+    names: dict[str, _Keyword] = {}
+    atoms: dict[str, Any] = {}
     for line in text.split("\n"):
         start = off
         off += len(line) + 1
         if not line or line.isspace():
             continue
-        if _FLAT_LINE.fullmatch(line.rstrip("\r")) is None:
+        if full(line.rstrip("\r")) is None:
             return None
         d = {}
         for k, v in pair(line):
-            d[_Keyword(k)] = v[1:-1] if v[0] == '"' else atom(v)
+            name = names.get(k)
+            if name is None:
+                name = names[k] = str(k) if plain else _Keyword(k)
+            if v[0] == '"':
+                d[name] = v[1:-1]
+                continue
+            x = atoms.get(v, atoms)
+            if x is atoms:
+                x = atoms[v] = _edn_atom(v)
+                if plain and type(x) is _Keyword:
+                    x = atoms[v] = str(x)
+            d[name] = x
         out.append((start + line.index("{"), d, []))
     return out
 
@@ -201,7 +217,8 @@ def parse_edn(text: str, file: str) -> list[Op]:
         return bisect.bisect_right(line_starts, offset)
 
     try:
-        found = _flat_values(text)
+        found = _flat_values(text, plain=True)
+        flat = found is not None
         if found is None:
             found = list(_edn_values(text))
     except _EdnError as e:
@@ -223,9 +240,12 @@ def parse_edn(text: str, file: str) -> list[Op]:
     v = Validator(file)
     ops: list[Op] = []
     for line, d in maps:
-        op = {}
-        for k, x in d.items():
-            op[str(k)] = _plain(x)
+        if flat:
+            op = d          # already plain (`_flat_values`)
+        else:
+            op = {}
+            for k, x in d.items():
+                op[str(k)] = _plain(x)
         if independent and op.get("process") != NEMESIS:
             op["key"], op["value"] = op["value"][0], op["value"][1]
         if "key" in op and not (isinstance(op["key"], str) or type(op["key"]) is int) \

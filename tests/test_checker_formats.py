@@ -174,6 +174,12 @@ def test_edn_flat_lines_read_as_the_general_tokenizer_reads_them(text, flat):
         assert [(o, v) for o, v, _ in fast] == [(o, v) for o, v, _ in general]
         assert [[type(x) for kv in v.items() for x in kv] for _, v, _ in fast] == \
             [[type(x) for kv in v.items() for x in kv] for _, v, _ in general]
+        # ready for the op reader: keywords as plain strings, as _plain makes them
+        plain = importers._flat_values(text, plain=True)
+        want = [{str(k): importers._plain(x) for k, x in v.items()} for _, v, _ in general]
+        assert [v for _, v, _ in plain] == want
+        assert all(type(x) is str for _, v, _ in plain for kv in v.items() for x in kv
+                   if isinstance(x, str))
 
 
 def test_edn_errors_name_the_line(tmp_path):
