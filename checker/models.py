@@ -219,7 +219,10 @@ class Model:
         of one key's `ops` can tell apart from it (in each, the same ops are legal,
         leaving states again told apart by none), so that the search keeps one
         configuration for all of them; None (the default): states are kept as
-        they are."""
+        they are. The function may carry an ``inert`` attribute: a representative
+        state in which every op that `resets` does not name leaves the state as it
+        is or is illegal (the search then forces such ops that must come before any
+        reset)."""
         return None
 
     # The dead-read rule: `reachable(state, v)` is False when no run of ops that do
@@ -406,6 +409,7 @@ class KVModel(Model):
             if i < count and vals[i].startswith(state):  # type: ignore[arg-type]
                 return state
             return sink
+        canon.inert = sink  # type: ignore[attr-defined]  # appends leave it, gets fail
         return canon
 
     @staticmethod

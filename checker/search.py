@@ -36,13 +36,14 @@ so a search that tries them all finds nothing more (tests/test_checker_prepare.p
 compares with brute force). A 1,000,000-op history has tens of thousands of them;
 scanning them all at every step made the search quadratic.
 
-Two more exact rules, for models that say they hold (issue 12; the kv model's
-appends only lengthen a value): states that no op of the key can tell apart are
-kept as one (`Model.collapse`: appends that a put will overwrite unobserved leave
-one state whatever their order), and a configuration is abandoned as soon as an ok
-read can no longer be linearized in it (the dead-read rule: `Model.reachable`,
+More exact rules, for models that say they hold (issue 12; the kv model's appends
+only lengthen a value): states that no op of the key can tell apart are kept as one
+(`Model.collapse`: appends that a put will overwrite unobserved leave one state
+whatever their order), and in such an *inert* state an op that must come before
+any reset is a forced move; a configuration is abandoned as soon as an ok read can
+no longer be linearized in it (the dead-read rule: `Model.reachable`,
 `Model.resets`) rather than when its completion is reached.
-tests/test_checker_kv.py compares both with brute force and with no pruning.
+tests/test_checker_kv.py compares them with brute force and with no pruning.
 
 The search is a generator that yields every few thousand steps, so that a driver
 checks budgets (a deadline; a memory budget, against both an estimate of the seen
@@ -174,12 +175,18 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     # (an infinite sentinel at the end), the state each leaves (rs_to), which are
     # linearized (rs_lin); rp: the first one not linearized.
     reach = model.reachable if prune else None
+    # An *inert* state (`Model.collapse`; kv: the unseen value): every op but a
+    # reset leaves it as it is or is illegal in it. There, a required op that is
+    # legal and that must be linearized before any reset can be (it returns before
+    # every unlinearized reset is invoked) is a forced move: in any completion, the
+    # ops before it keep the state inert, so it may as well come first.
+    inert = getattr(canon, "inert", _MISS)
     rs_idx = [-1] * n
     dread = [False] * n
     rs_call = [inf]
     rs_lin = [False]
     rs_to: list = []
-    if reach is not None:
+    if reach is not None or inert is not _MISS:
         init = model.init()
         rs = sorted((op.call, op.id) for op in ops if model.resets(op))
         rs_call = [x for x, _ in rs] + [inf]
@@ -187,7 +194,8 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
         rs_to = [step(init, ops[oid]) for _, oid in rs]
         for i, (_, oid) in enumerate(rs):
             rs_idx[oid] = i
-        dread = [pure[i] == 1 and op.status != INFO for i, op in enumerate(ops)]
+        if reach is not None:
+            dread = [pure[i] == 1 and op.status != INFO for i, op in enumerate(ops)]
     rp = 0
     dead = -1
 
@@ -235,12 +243,16 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
             # A forced move first: a pure op that is legal now.
             limit = pos[nxt[RH]]
             c = nxt[QH]
+            stuck = state is inert and rs_call[rp]
             while pos[c] < limit:
                 oid = e_op[c]
                 k = pure[oid]
                 if k and ((state == pval[oid]) if k == 1 else (state != pval[oid])
                           if k == 2 else (legal(state, oid) is not _ILLEGAL)):
                     break
+                if stuck and pos[e_ret[c]] < stuck and rs_idx[oid] < 0 \
+                        and legal(state, oid) is state:
+                    break       # a forced move in an inert state (see above)
                 if dread[oid] and not reach(state, pval[oid]):  # type: ignore[misc]
                     # the dead-read rule: can a reset still help this read?
                     v = pval[oid]
@@ -380,7 +392,7 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                         break
                 else:
                     seen.append(ni)
-            if pure[oid]:
+            if phase == 0:      # (only a forced move is tried in phase 0)
                 if not new:
                     phase = 4   # the forced move leads to a failed configuration
                     c = JT

@@ -1,12 +1,13 @@
-"""The kv model's exact pruning: the dead-read rule (`Model.resets`, `Model.reachable`)
-and collapsed unseen states (`Model.collapse`), both in checker.search.
+"""The kv model's exact pruning: the dead-read rule (`Model.resets`, `Model.reachable`),
+collapsed unseen states (`Model.collapse`) and the forced moves in the inert unseen
+state, all in checker.search.
 
 Hand-made histories show each rule pruning where it may and not where it must not
-(a put that can still reset the value; a value some get may still see); random kv
-histories (puts, appends, gets, info ops, reads that lie) are checked with the
-pruning and without it, and tiny ones also by brute force; the verdicts must be
-equal, and the tests count that the pruning did happen, so that they cannot pass
-vacuously.
+(a put that can still reset the value; a value some get may still see; an append
+that a put may precede); random kv histories (puts, appends, gets, info ops, reads
+that lie) are checked with every rule, with each left out, and with no pruning, and
+tiny ones also by brute force; the verdicts must be equal, and the tests count that
+each rule did prune, so that they cannot pass vacuously.
 """
 
 from __future__ import annotations
@@ -117,6 +118,21 @@ def test_collapse_keeps_a_state_some_get_may_still_see():
     assert check(bad, "kv", shrink=False).valid is False
 
 
+def test_inert_state_forces_only_ops_no_put_can_precede():
+    # After append "c" the value is unseen (no get saw a value starting with "c"),
+    # and append "a" is legal there, leaving it unseen; but the put of "b" may come
+    # before "a" (it is invoked before "a" returns), and must: "a" is no forced move.
+    h = hist(("invoke", 2, "append", "a"), ("invoke", 1, "put", "b"),
+             ("invoke", 0, "append", "c"), ("ok", 0, "append", "c"),
+             ("ok", 1, "put", "b"),
+             ("invoke", 0, "append", "d"), ("ok", 0, "append", "d"),
+             ("ok", 2, "append", "a"),
+             ("invoke", 0, "get", None), ("invoke", 2, "append", "e"),
+             ("ok", 0, "get", "bdae"), ("ok", 2, "append", "e"))
+    assert brute_force(_ops(h), KV) is True
+    assert [search(_ops(h), m).valid for m in (KV, _NoDeadRead(), _NoInert())] == [True] * 3
+
+
 def test_explanation_shows_the_real_states_not_the_collapsed_one():
     h = hist(("invoke", 0, "append", "q"), ("ok", 0, "append", "q"),
              ("invoke", 0, "append", "r"), ("ok", 0, "append", "r"),
@@ -193,11 +209,20 @@ class _NoDeadRead(KVModel):
     reachable = None
 
 
+class _NoInert(KVModel):
+    """kv without the forced moves in the inert (unseen) state."""
+
+    def collapse(self, ops):
+        canon = super().collapse(ops)
+        return None if canon is None else (lambda s: canon(s))
+
+
 def _verdicts(h) -> tuple[list, list]:
-    """(verdicts, configurations explored): both rules, each alone, neither."""
+    """(verdicts, configurations explored): every rule; the dead-read rule alone;
+    collapsing alone; all but the inert forced moves; none."""
     ops = _ops(h)
     runs = [search(ops, KV), search(ops, _NoCollapse()), search(ops, _NoDeadRead()),
-            search(ops, KV, prune=False)]
+            search(ops, _NoInert()), search(ops, KV, prune=False)]
     return [r.valid for r in runs], [r.explored for r in runs]
 
 
@@ -205,29 +230,33 @@ def test_kv_pruning_agrees_with_brute_force_on_tiny_histories():
     rng = random.Random(20261201)
     verdicts = {True: 0, False: 0}
     fewer = [0, 0, 0]
+    inert = 0
     for _ in range(3000):
         h = _random_kv(rng, rng.randint(2, 7), rng.randint(1, 4))
         want = brute_force(_ops(h), KV)
         got, explored = _verdicts(h)
-        assert got == [want] * 4, [o.to_dict() for o in h]
+        assert got == [want] * 5, [o.to_dict() for o in h]
         verdicts[want] += 1
         for i in range(3):
-            fewer[i] += explored[i] < explored[3]
+            fewer[i] += explored[i] < explored[4]
+        inert += explored[0] < explored[3]
     assert verdicts[True] > 1500 and verdicts[False] > 500, verdicts
     # each rule alone prunes some of them
-    assert min(fewer) > 200, fewer
+    assert min(fewer) > 200 and inert > 20, (fewer, inert)
 
 
 def test_kv_pruning_agrees_with_no_pruning_on_small_histories():
     rng = random.Random(12)
     verdicts = {True: 0, False: 0}
     fewer = [0, 0, 0]
+    inert = 0
     for _ in range(1500):
         h = _random_kv(rng, rng.randint(8, 14), rng.randint(2, 5))
         got, explored = _verdicts(h)
         assert len(set(got)) == 1, [o.to_dict() for o in h]
         verdicts[got[0]] += 1
         for i in range(3):
-            fewer[i] += explored[i] < explored[3]
+            fewer[i] += explored[i] < explored[4]
+        inert += explored[0] < explored[3]
     assert verdicts[True] > 300 and verdicts[False] > 500, verdicts
-    assert min(fewer) > 500, fewer
+    assert min(fewer) > 500 and inert > 50, (fewer, inert)
