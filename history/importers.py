@@ -21,8 +21,8 @@ from typing import Any, Iterable
 
 from history.errors import BadInput
 from history.ops import FAIL, INVOKE, NEMESIS, TYPES, Op
-from history.validation import (MAX_DEPTH, Refused, Validator, refused_number,
-                                value_problem)
+from history.validation import (_SURROGATE, MAX_DEPTH, Refused, Validator,
+                                refused_number, value_problem)
 
 
 # ------------------------------------------------------------------------------ edn
@@ -219,6 +219,10 @@ def parse_edn(text: str, file: str) -> list[Op]:
     try:
         found = _flat_values(text, plain=True)
         flat = found is not None
+        # flat values are strings, integers, true, false or nil: plain JSON data
+        # unless a string holds a lone surrogate or an integer is too long to keep
+        plain_data = flat and _SURROGATE.search(text) is None and not any(
+            type(x) is Refused for _, d, _ in found for x in d.values())  # type: ignore[union-attr]
         if found is None:
             found = list(_edn_values(text))
     except _EdnError as e:
@@ -257,7 +261,8 @@ def parse_edn(text: str, file: str) -> list[Op]:
                 op.pop("error")
         op.pop("index", None)
         op.setdefault("time", len(ops))  # no clock: the position orders the ops
-        ops.append(v.op_from_dict(op, line, len(ops), strict_index=False))
+        ops.append(v.op_from_dict(op, line, len(ops), strict_index=False,
+                                  scan=not plain_data))
     return ops
 
 
