@@ -20,9 +20,10 @@ Its ``status`` says how the checker may use it (SPEC section 2):
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 from history.errors import BadInput
 from history.ops import Op
@@ -208,6 +209,29 @@ class Model:
         (checker.prepare). Default: none."""
         return {}
 
+    def resets(self, op: Operation) -> bool:
+        """Whether `op` may set the state to one `reachable` does not foresee (the
+        dead-read rule of checker.search; default: every op)."""
+        return True
+
+    def collapse(self, ops: list[Operation]) -> Callable[[Hashable], Hashable] | None:
+        """A function mapping each state to a representative of the states that no op
+        of one key's `ops` can tell apart from it (in each, the same ops are legal,
+        leaving states again told apart by none), so that the search keeps one
+        configuration for all of them; None (the default): states are kept as
+        they are. The function may carry an ``inert`` attribute: a representative
+        state in which every op that `resets` does not name leaves the state as it
+        is or is illegal (the search then forces such ops that must come before any
+        reset)."""
+        return None
+
+    # The dead-read rule: `reachable(state, v)` is False when no run of ops that do
+    # not `reset` can turn `state` into `v`; then an ok read of `v` not linearized
+    # yet, with no unlinearized reset invoked before it returned, can never be
+    # linearized: the search abandons the configuration (checker.search). None
+    # (the default): no such rule.
+    reachable = None
+
     def check_op(self, op: Op) -> None:
         """Raise BadInput if this model has no such operation."""
         if op.f not in self.fs:
@@ -361,6 +385,38 @@ class KVModel(Model):
         if op.f == "get":
             return ("eq", "" if op.output is None else op.output)
         return ("any", None)
+
+    def resets(self, op: Operation) -> bool:
+        return op.f == "put"
+
+    def collapse(self, ops: list[Operation]) -> Callable[[Hashable], Hashable] | None:
+        """A value that is no prefix of what any get of the key returned is *unseen*:
+        no get can return it or anything appended to it, so every append and no get
+        is legal in it, and a put leaves the same state as in any other. All unseen
+        values are alike: they collapse into one, a string longer than every get's
+        value (so itself unseen). Appends that a put will overwrite unobserved then
+        leave one state whatever their order."""
+        vals = sorted({"" if op.output is None else op.output
+                       for op in ops if op.f == "get"})
+        if any(type(v) is not str for v in vals):
+            return None
+        sink = "\x00" * (max(map(len, vals), default=0) + 1)
+        find = bisect.bisect_left
+        count = len(vals)
+
+        def canon(state: Hashable) -> Hashable:
+            i = find(vals, state)
+            if i < count and vals[i].startswith(state):  # type: ignore[arg-type]
+                return state
+            return sink
+        canon.inert = sink  # type: ignore[attr-defined]  # appends leave it, gets fail
+        return canon
+
+    @staticmethod
+    def reachable(state: Hashable, v: Hashable) -> bool:
+        """Appends only lengthen the value: `v` is reachable iff `state` is a prefix
+        of it."""
+        return type(v) is str and v.startswith(state)  # type: ignore[arg-type]
 
     def describe(self, op: Operation) -> str:
         if op.f == "get":

@@ -22,7 +22,6 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 from history.errors import BadInput
@@ -293,7 +292,9 @@ def _check_parallel(parts: dict[Any, list[Operation]], model: Model,
                     prune: bool = True) -> dict[Any, SearchResult]:
     """The keys' searches in worker processes, biggest key first."""
     grace_s = FAILURE_GRACE_S if failure_grace_s is None else failure_grace_s
+    # imported here: process pools cost `raftcheck check` start-up time otherwise
     import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     per_worker = None if memory_limit_bytes is None else memory_limit_bytes // workers
     results: dict[Any, SearchResult] = {}
     # Forked workers (spawned ones would re-run an unguarded __main__ script) share

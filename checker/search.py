@@ -36,6 +36,15 @@ so a search that tries them all finds nothing more (tests/test_checker_prepare.p
 compares with brute force). A 1,000,000-op history has tens of thousands of them;
 scanning them all at every step made the search quadratic.
 
+More exact rules, for models that say they hold (issue 12; the kv model's appends
+only lengthen a value): states that no op of the key can tell apart are kept as one
+(`Model.collapse`: appends that a put will overwrite unobserved leave one state
+whatever their order), and in such an *inert* state an op that must come before
+any reset is a forced move; a configuration is abandoned as soon as an ok read can
+no longer be linearized in it (the dead-read rule: `Model.reachable`,
+`Model.resets`) rather than when its completion is reached.
+tests/test_checker_kv.py compares them with brute force and with no pruning.
+
 The search is a generator that yields every few thousand steps, so that a driver
 checks budgets (a deadline; a memory budget, against both an estimate of the seen
 configurations and the growth of the process's resident memory: running out ends in
@@ -137,6 +146,14 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     remaining = len(rets)
     trans: list[dict] = [{} for _ in range(n)]
     step = model.step
+    canon = model.collapse(ops) if prune else None
+    if canon is not None:
+        # states no op can tell apart are one state (`Model.collapse`)
+        raw_step = step
+
+        def step(st: Hashable, op: Operation) -> Hashable | Illegal:
+            ns = raw_step(st, op)
+            return ns if type(ns) is Illegal else canon(ns)  # type: ignore[misc]
     # A pure op never changes the state. A required pure op that is legal now can be
     # linearized now without loss (moving it first keeps any completion legal), so
     # it is a forced move: no other candidate is tried in its place.
@@ -151,6 +168,36 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     jfree = [junk.get(i) is True for i in range(n)]
     unlock = model.info_unlocks
     needs: tuple = (set(), False)
+    # The dead-read rule (`Model.reachable`, `Model.resets`): a required read of v
+    # (dread) not linearized yet can never be linearized, and the configuration is
+    # dead, when the state cannot reach v and no unlinearized reset invoked before
+    # the read returned leaves a state that can. The resets in call order: rs_call
+    # (an infinite sentinel at the end), the state each leaves (rs_to), which are
+    # linearized (rs_lin); rp: the first one not linearized.
+    reach = model.reachable if prune else None
+    # An *inert* state (`Model.collapse`; kv: the unseen value): every op but a
+    # reset leaves it as it is or is illegal in it. There, a required op that is
+    # legal and that must be linearized before any reset can be (it returns before
+    # every unlinearized reset is invoked) is a forced move: in any completion, the
+    # ops before it keep the state inert, so it may as well come first.
+    inert = getattr(canon, "inert", _MISS)
+    rs_idx = [-1] * n
+    dread = [False] * n
+    rs_call = [inf]
+    rs_lin = [False]
+    rs_to: list = []
+    if reach is not None or inert is not _MISS:
+        init = model.init()
+        rs = sorted((op.call, op.id) for op in ops if model.resets(op))
+        rs_call = [x for x, _ in rs] + [inf]
+        rs_lin = [False] * (len(rs) + 1)
+        rs_to = [step(init, ops[oid]) for _, oid in rs]
+        for i, (_, oid) in enumerate(rs):
+            rs_idx[oid] = i
+        if reach is not None:
+            dread = [pure[i] == 1 and op.status != INFO for i, op in enumerate(ops)]
+    rp = 0
+    dead = -1
 
     def legal(st: Hashable, oid: int) -> object:
         t = trans[oid]
@@ -162,7 +209,7 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
             t[st] = ns
         return ns
 
-    state: Hashable = model.init()
+    state: Hashable = model.init() if canon is None else canon(model.init())
     # Linearized required ops: all those numbered below `base`, and those whose bit
     # is set in `rbits` (bit i: number base + i); so bitsets stay as small as the
     # window of concurrent ops, however long the history. Info ops: `ibits`.
@@ -196,16 +243,36 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
             # A forced move first: a pure op that is legal now.
             limit = pos[nxt[RH]]
             c = nxt[QH]
+            stuck = state is inert and rs_call[rp]
             while pos[c] < limit:
                 oid = e_op[c]
                 k = pure[oid]
                 if k and ((state == pval[oid]) if k == 1 else (state != pval[oid])
                           if k == 2 else (legal(state, oid) is not _ILLEGAL)):
                     break
+                if stuck and pos[e_ret[c]] < stuck and rs_idx[oid] < 0 \
+                        and legal(state, oid) is state:
+                    break       # a forced move in an inert state (see above)
+                if dread[oid] and not reach(state, pval[oid]):  # type: ignore[misc]
+                    # the dead-read rule: can a reset still help this read?
+                    v = pval[oid]
+                    gr = pos[e_ret[c]]
+                    i = rp
+                    while rs_call[i] < gr:
+                        if not rs_lin[i] and reach(rs_to[i], v):  # type: ignore[misc]
+                            break
+                        i += 1
+                    else:
+                        dead = oid      # no: abandon this configuration
+                        phase = 4
+                        c = JT
+                        break
                 c = nxt[c]
             else:
                 phase = 1
                 c = nxt[QH]
+                continue
+            if dead >= 0:
                 continue
         elif pos[c] >= limit:
             if phase == 1:
@@ -241,15 +308,22 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                 if unlock and not needs[1]:
                     c = JT  # it only ever makes a "not equal" candidate legal
                 continue
-            # No candidate fits before the first pending return: backtrack.
+            # No candidate fits before the first pending return (or a read is
+            # dead, and it is the op this branch cannot get past): backtrack.
             if best is None or len(calls) > len(best):
                 best = calls[:]
                 best_state = state
-                blocked = e_op[nxt[RH]]
+                blocked = e_op[nxt[RH]] if dead < 0 else dead
                 where.best = len(best)
+            dead = -1
             if not calls:
                 break
             c, state, rbits, base, ibits, phase, needs = calls.pop()
+            i = rs_idx[e_op[c]]
+            if i >= 0:
+                rs_lin[i] = False
+                if i < rp:
+                    rp = i
             m = e_ret[c]
             p = prv[c]
             q = nxt[c]
@@ -318,7 +392,7 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                         break
                 else:
                     seen.append(ni)
-            if pure[oid]:
+            if phase == 0:      # (only a forced move is tried in phase 0)
                 if not new:
                     phase = 4   # the forced move leads to a failed configuration
                     c = JT
@@ -343,6 +417,11 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
                     nxt[p] = q
                     prv[q] = p
                     remaining -= 1
+                i = rs_idx[oid]
+                if i >= 0:
+                    rs_lin[i] = True
+                    while rs_lin[rp]:
+                        rp += 1
                 phase = 0
                 continue
         if phase == 0:
@@ -359,9 +438,17 @@ def search_steps(ops: list[Operation], model: Model, where: Progress,
     # Invalid: the longest prefix, with the state after each op.
     frames = best or []
     prefix: list[tuple[int, Hashable]] = []
-    for i, fr in enumerate(frames):
-        after = frames[i + 1][1] if i + 1 < len(frames) else best_state
-        prefix.append((e_op[fr[0]], after))
+    if canon is None:
+        for i, fr in enumerate(frames):
+            after = frames[i + 1][1] if i + 1 < len(frames) else best_state
+            prefix.append((e_op[fr[0]], after))
+    else:
+        # the states the ops really leave, not their collapsed representatives
+        after = model.init()
+        for fr in frames:
+            oid = e_op[fr[0]]
+            after = model.step(after, ops[oid])
+            prefix.append((oid, after))
     return SearchResult(False, explored, elapsed, prefix=prefix, blocked=blocked)
 
 

@@ -3,7 +3,8 @@
 *Shrinking* removes operations from an invalid key's history while it stays
 invalid at the same op (the first op that cannot be linearized is kept, and the
 search still gets stuck on it), by delta debugging (Zeller's ddmin) over whole
-operations, so that each process's invoke and completion always stay together, and
+operations, so that each process's invoke and completion always stay together (the
+failing op alone is tried first: when it is enough, that is the result), and
 keeping a write of every value that a kept op observed (`Model.needs`,
 `Model.writes`): removing ops must not invent a different anomaly. It starts from the ops
 invoked before the failing op completed, runs under a time budget, and returns the
@@ -49,6 +50,10 @@ def shrink(ops: list[Operation], model: Model, blocked: int | None,
 
     current = [o.id for o in ops]
     if blocked is not None:
+        # The failing op alone, if it is still invalid and admissible, is as small
+        # as ddmin can get (it keeps that op): tried first, it saves the ddmin.
+        if len(current) > 1 and invalid([blocked]):
+            return [ops[blocked]]
         b = ops[blocked]
         end = b.ret if b.ret is not None else b.call
         head = [o.id for o in ops if o.call <= end]

@@ -21,8 +21,8 @@ from typing import Any, Iterable
 
 from history.errors import BadInput
 from history.ops import FAIL, INVOKE, NEMESIS, TYPES, Op
-from history.validation import (MAX_DEPTH, Refused, Validator, refused_number,
-                                value_problem)
+from history.validation import (_SURROGATE, MAX_DEPTH, Refused, Validator,
+                                refused_number, value_problem)
 
 
 # ------------------------------------------------------------------------------ edn
@@ -162,6 +162,53 @@ def _plain(v: Any) -> Any:
     return v
 
 
+# A flat op map on one line (keyword keys; nil, true, false, keyword, integer or
+# escape-free string values): most histories are nothing else, and
+# `_flat_values` reads them without the general tokenizer, to the same values.
+_FLAT_NAME = r":([A-Za-z_][\w.*+!?<>=/-]*)"
+_FLAT_VALUE = r'(nil|true|false|:[A-Za-z_][\w.*+!?<>=/-]*|"[^"\\\n]*"|[+-]?\d+)(?=[\s,}])'
+_FLAT_PAIR = re.compile(r"[\s,]*" + _FLAT_NAME + r"[\s,]+" + _FLAT_VALUE)
+_FLAT_LINE = re.compile(r"[ \t]*\{(?:[\s,]*:[A-Za-z_][\w.*+!?<>=/-]*[\s,]+"
+                        + _FLAT_VALUE.replace("(", "(?:", 1) + r")*[\s,]*\}[ \t,]*")
+
+
+def _flat_values(text: str, plain: bool = False
+                 ) -> list[tuple[int, Any, list[int]]] | None:
+    """`_edn_values` of a text of flat op maps one per line (blank lines allowed);
+    None if it is anything else. `plain`: keywords already made plain strings (as
+    `_plain` makes them)."""
+    out: list[tuple[int, Any, list[int]]] = []
+    off = 0
+    pair = _FLAT_PAIR.findall
+    full = _FLAT_LINE.fullmatch
+    # keys and non-string values repeat from line to line: each read once
+    names: dict[str, _Keyword] = {}
+    atoms: dict[str, Any] = {}
+    for line in text.split("\n"):
+        start = off
+        off += len(line) + 1
+        if not line or line.isspace():
+            continue
+        if full(line.rstrip("\r")) is None:
+            return None
+        d = {}
+        for k, v in pair(line):
+            name = names.get(k)
+            if name is None:
+                name = names[k] = str(k) if plain else _Keyword(k)
+            if v[0] == '"':
+                d[name] = v[1:-1]
+                continue
+            x = atoms.get(v, atoms)
+            if x is atoms:
+                x = atoms[v] = _edn_atom(v)
+                if plain and type(x) is _Keyword:
+                    x = atoms[v] = str(x)
+            d[name] = x
+        out.append((start + line.index("{"), d, []))
+    return out
+
+
 def parse_edn(text: str, file: str) -> list[Op]:
     maps: list[tuple[int, dict]] = []
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
@@ -170,7 +217,14 @@ def parse_edn(text: str, file: str) -> list[Op]:
         return bisect.bisect_right(line_starts, offset)
 
     try:
-        found = list(_edn_values(text))
+        found = _flat_values(text, plain=True)
+        flat = found is not None
+        # flat values are strings, integers, true, false or nil: plain JSON data
+        # unless a string holds a lone surrogate or an integer is too long to keep
+        plain_data = flat and _SURROGATE.search(text) is None and not any(
+            type(x) is Refused for _, d, _ in found for x in d.values())  # type: ignore[union-attr]
+        if found is None:
+            found = list(_edn_values(text))
     except _EdnError as e:
         raise BadInput(f"bad EDN: {e.msg}", file=file, line=line_of(e.pos)) from None
     if len(found) == 1 and isinstance(found[0][1], list):
@@ -190,9 +244,12 @@ def parse_edn(text: str, file: str) -> list[Op]:
     v = Validator(file)
     ops: list[Op] = []
     for line, d in maps:
-        op = {}
-        for k, x in d.items():
-            op[str(k)] = _plain(x)
+        if flat:
+            op = d          # already plain (`_flat_values`)
+        else:
+            op = {}
+            for k, x in d.items():
+                op[str(k)] = _plain(x)
         if independent and op.get("process") != NEMESIS:
             op["key"], op["value"] = op["value"][0], op["value"][1]
         if "key" in op and not (isinstance(op["key"], str) or type(op["key"]) is int) \
@@ -204,7 +261,8 @@ def parse_edn(text: str, file: str) -> list[Op]:
                 op.pop("error")
         op.pop("index", None)
         op.setdefault("time", len(ops))  # no clock: the position orders the ops
-        ops.append(v.op_from_dict(op, line, len(ops), strict_index=False))
+        ops.append(v.op_from_dict(op, line, len(ops), strict_index=False,
+                                  scan=not plain_data))
     return ops
 
 

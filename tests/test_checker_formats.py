@@ -155,6 +155,33 @@ def test_edn_vector_form_and_kv_keys(tmp_path):
     assert ops[1].time == 1              # no clock: positions order the ops
 
 
+@pytest.mark.parametrize("text,flat", [
+    ('{:process 1, :type :invoke, :f :get, :key "0", :value nil}\n\n'
+     '  {:process 1 :type :ok :f :get :key "0" :value "x 0 y"},\r\n', True),
+    ('{:a 1, :b -2, :c +3, :d 99999999999999999999999, :e true, :f false, :a :x.y/z}',
+     True),
+    # not flat: read by the general tokenizer alone
+    ('{:a -5:foo}', False), ('{:a 1}{:b 2}', False), ('{:a 1e5}', False),
+    ('{:a "\\n"}', False), ('{:é 1}', False), ('; a comment\n{:a 1}', False),
+    ('{:a [1 2]}', False), ('{:a #inst "2020"}', False),
+])
+def test_edn_flat_lines_read_as_the_general_tokenizer_reads_them(text, flat):
+    from history import importers
+    fast = importers._flat_values(text)
+    assert (fast is not None) is flat
+    if fast is not None:
+        general = list(importers._edn_values(text))
+        assert [(o, v) for o, v, _ in fast] == [(o, v) for o, v, _ in general]
+        assert [[type(x) for kv in v.items() for x in kv] for _, v, _ in fast] == \
+            [[type(x) for kv in v.items() for x in kv] for _, v, _ in general]
+        # ready for the op reader: keywords as plain strings, as _plain makes them
+        plain = importers._flat_values(text, plain=True)
+        want = [{str(k): importers._plain(x) for k, x in v.items()} for _, v, _ in general]
+        assert [v for _, v, _ in plain] == want
+        assert all(type(x) is str for _, v, _ in plain for kv in v.items() for x in kv
+                   if isinstance(x, str))
+
+
 def test_edn_errors_name_the_line(tmp_path):
     path = tmp_path / "h.edn"
     path.write_text('{:type :invoke, :f :read, :process 0, :value nil}\n'
