@@ -8,6 +8,7 @@ write through any survivor (following not-leader hints), over a few trials.
 
     python bench/node.py [--seconds 5] [--failovers 3] [--clients 1,16]
     python bench/node.py --against REV|DIR [--rounds 3] [--seconds 5]
+    python bench/node.py --auth [--rounds 3] [--seconds 5]
 
 Prints figures and ratios; asserts nothing. Targets (issue 3): >= 1,000 writes/s
 with 16 clients; p50 write latency < 10 ms with one client; failover < 2 s.
@@ -16,7 +17,9 @@ with 16 clients; p50 write latency < 10 ms with one client; failover < 2 s.
 REV (exported with `git archive` to a temporary directory; or of a source tree DIR)
 and of this tree run in alternation, one fresh cluster per cell, for `--rounds`
 rounds, so that a busy machine slows both alike; it prints every cell, then the
-medians and their ratio.
+medians and their ratio. `--auth` does the same for this tree with the peers'
+frames unauthenticated (`insecure_peers: true`) and authenticated (issue 11 target:
+less than 10% fewer writes/s with authentication on).
 """
 
 from __future__ import annotations
@@ -148,21 +151,25 @@ def export_revision(rev: str, into: Path) -> Path:
     return into
 
 
-def side_by_side(rev: str, rounds: int, seconds: float, clients_list: list[int]) -> int:
-    """Write throughput of revision `rev` and of this tree, cells in alternation."""
+def side_by_side(variants: dict[str, tuple[Path, bool]], rounds: int, seconds: float,
+                 clients_list: list[int]) -> int:
+    """Write throughput of each variant (name -> (source tree, peers authenticated)),
+    cells in alternation; the ratios are of the last variant to the first."""
     cells: dict[tuple[str, int], list[dict]] = {}
+    names = list(variants)
     with tempfile.TemporaryDirectory(prefix="raftcheck-bench-") as tmp:
-        old = Path(rev) if Path(rev).is_dir() else export_revision(rev, Path(tmp) / "old")
-        trees = {rev: old, "this tree": ROOT}
-        print(f"# write throughput, {rev} vs this tree: 3 nodes, fsync on, {seconds:g} s "
+        print(f"# write throughput, {' vs '.join(names)}: 3 nodes, fsync on, {seconds:g} s "
               f"per cell, {rounds} rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
               f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
               flush=True)
         for r in range(rounds):
-            for name, source in (trees.items() if r % 2 == 0 else
-                                 reversed(list(trees.items()))):
+            for name in (names if r % 2 == 0 else list(reversed(names))):
+                source, authenticated = variants[name]
                 base = Path(tempfile.mkdtemp(dir=tmp))
                 c = TreeCluster(base, source)
+                if not authenticated:
+                    c.options.pop("peer_secret", None)
+                    c.write_config(insecure_peers=True)
                 c.start()
                 try:
                     c.wait_up()
@@ -173,12 +180,13 @@ def side_by_side(rev: str, rounds: int, seconds: float, clients_list: list[int])
                 finally:
                     c.stop()
     print("# medians")
+    first, last = names[0], names[-1]
     for clients in clients_list:
-        old = statistics.median(x["rate"] for x in cells[(rev, clients)])
-        new = statistics.median(x["rate"] for x in cells[("this tree", clients)])
-        old_cpu = statistics.median(x["cpu_ms_per_op"] for x in cells[(rev, clients)])
-        new_cpu = statistics.median(x["cpu_ms_per_op"] for x in cells[("this tree", clients)])
-        print(f"writes, {clients:2d} clients: {rev} {old:7.0f} ops/s, this tree {new:7.0f} "
+        old = statistics.median(x["rate"] for x in cells[(first, clients)])
+        new = statistics.median(x["rate"] for x in cells[(last, clients)])
+        old_cpu = statistics.median(x["cpu_ms_per_op"] for x in cells[(first, clients)])
+        new_cpu = statistics.median(x["cpu_ms_per_op"] for x in cells[(last, clients)])
+        print(f"writes, {clients:2d} clients: {first} {old:7.0f} ops/s, {last} {new:7.0f} "
               f"ops/s (ratio {new / old:.2f}); node CPU per write {old_cpu:.2f} -> "
               f"{new_cpu:.2f} ms")
     return 0
@@ -214,11 +222,22 @@ def main() -> int:
     ap.add_argument("--kinds", default="write,read,cas")
     ap.add_argument("--against", metavar="REV",
                     help="compare write throughput with git revision REV, side by side")
+    ap.add_argument("--auth", action="store_true",
+                    help="compare write throughput without and with peer authentication "
+                         "(insecure_peers vs the HMAC-SHA256 per frame), side by side")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     clients_list = [int(x) for x in args.clients.split(",")]
     if args.against:
-        return side_by_side(args.against, args.rounds, args.seconds, clients_list)
+        with tempfile.TemporaryDirectory(prefix="raftcheck-rev-") as tmp:
+            rev = args.against
+            old = Path(rev) if Path(rev).is_dir() else export_revision(rev, Path(tmp) / "old")
+            return side_by_side({rev: (old, True), "this tree": (ROOT, True)},
+                                args.rounds, args.seconds, clients_list)
+    if args.auth:
+        return side_by_side({"insecure_peers": (ROOT, False),
+                             "peers authenticated": (ROOT, True)},
+                            args.rounds, args.seconds, clients_list)
     with tempfile.TemporaryDirectory(prefix="raftcheck-bench-") as tmp:
         c = NodeCluster(Path(tmp))
         c.start()

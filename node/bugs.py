@@ -93,7 +93,7 @@ _CATALOG = [
         "for a stale reply, keeps counting them and stops repairing that follower "
         "until the next election: it commits what no majority holds, and when it "
         "fails acknowledged writes are lost. The follower never drops what it knows "
-        "committed (that would only crash it on the node's own guard).",
+        "committed (the node would refuse that as contradicting a committed entry).",
         frozenset()),
     Bug(MATCH_FROM_LEADER_LOG, CORE,
         "on a successful reply the leader sets matchIndex from what it has sent, not "
@@ -142,8 +142,8 @@ _CATALOG = [
         "overwrite entries of the newer term (the reply carries their term, so the "
         "deposed leader then steps down). An overwritten entry the follower had "
         "acknowledged is lost if the new leader fails before repairing it; one it "
-        "knew committed stops the follower on the node's own guard (etcd panics the "
-        "same way). CheckQuorum is off, so a deposed leader keeps acting as one.",
+        "knew committed is refused with an ERROR line (etcd panics there). "
+        "CheckQuorum is off, so a deposed leader keeps acting as one.",
         frozenset({"check_quorum"})),
     Bug(LEASE_READS, CORE,
         "the leader serves reads from local state while it holds a lease counted in "
