@@ -226,20 +226,30 @@ def _verdicts(h) -> tuple[list, list]:
     return [r.valid for r in runs], [r.explored for r in runs]
 
 
-def test_kv_pruning_agrees_with_brute_force_on_tiny_histories():
-    rng = random.Random(20261201)
+def _agreement(histories, reference=None) -> tuple[dict, list, int]:
+    """Check each history with every rule set; all verdicts must equal `reference`'s
+    (brute force) or, without one, each other. Returns the verdict counts, how often
+    each rule alone explored fewer configurations than no pruning, and how often the
+    inert forced moves did."""
     verdicts = {True: 0, False: 0}
     fewer = [0, 0, 0]
     inert = 0
-    for _ in range(3000):
-        h = _random_kv(rng, rng.randint(2, 7), rng.randint(1, 4))
-        want = brute_force(_ops(h), KV)
+    for h in histories:
         got, explored = _verdicts(h)
+        want = reference(_ops(h), KV) if reference else got[0]
         assert got == [want] * 5, [o.to_dict() for o in h]
         verdicts[want] += 1
         for i in range(3):
             fewer[i] += explored[i] < explored[4]
         inert += explored[0] < explored[3]
+    return verdicts, fewer, inert
+
+
+def test_kv_pruning_agrees_with_brute_force_on_tiny_histories():
+    rng = random.Random(20261201)
+    verdicts, fewer, inert = _agreement(
+        (_random_kv(rng, rng.randint(2, 7), rng.randint(1, 4)) for _ in range(3000)),
+        brute_force)
     assert verdicts[True] > 1500 and verdicts[False] > 500, verdicts
     # each rule alone prunes some of them
     assert min(fewer) > 200 and inert > 20, (fewer, inert)
@@ -247,16 +257,7 @@ def test_kv_pruning_agrees_with_brute_force_on_tiny_histories():
 
 def test_kv_pruning_agrees_with_no_pruning_on_small_histories():
     rng = random.Random(12)
-    verdicts = {True: 0, False: 0}
-    fewer = [0, 0, 0]
-    inert = 0
-    for _ in range(1500):
-        h = _random_kv(rng, rng.randint(8, 14), rng.randint(2, 5))
-        got, explored = _verdicts(h)
-        assert len(set(got)) == 1, [o.to_dict() for o in h]
-        verdicts[got[0]] += 1
-        for i in range(3):
-            fewer[i] += explored[i] < explored[4]
-        inert += explored[0] < explored[3]
+    verdicts, fewer, inert = _agreement(
+        _random_kv(rng, rng.randint(8, 14), rng.randint(2, 5)) for _ in range(1500))
     assert verdicts[True] > 300 and verdicts[False] > 500, verdicts
     assert min(fewer) > 500 and inert > 50, (fewer, inert)
