@@ -386,12 +386,8 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
                 f"{commits[a]}) and {b} (commit {commits[b]}) differ at committed index "
                 f"{j}: {_side(a, da, j)}, {_side(b, db, j)}", [a, b], index=j,
                 entries=_window({a: da, b: db}, j)))
-    missing = _missing(nodes, "durable")
-    old = [n.node for n in nodes if n.durable is not None and n.durable.commit is None]
-    if old:
-        missing.append(f"{', '.join(old)}: no commit index in the WAL (an older node)")
     return _result(out, {"nodes_with_a_commit": len(commits), "node_pairs": pairs,
-                         "committed_entries_compared": compared}, missing)
+                         "committed_entries_compared": compared}, _missing_commits(nodes))
 
 
 def committed_on_a_majority(nodes: list[NodeEvidence]) -> InvariantResult:
@@ -407,9 +403,7 @@ def committed_on_a_majority(nodes: list[NodeEvidence]) -> InvariantResult:
     known = [(c, nid) for nid, c in commits.items()
              if c > 0 and logs[nid].at(c) is not None]   # type: ignore[union-attr]
     if not known:
-        old = [nid for nid, d in logs.items() if d.commit is None]
-        return _result([], {"commit_index": 0, "holders": 0}, _missing(nodes, "durable") + (
-            [f"{', '.join(old)}: no commit index in the WAL (an older node)"] if old else []))
+        return _result([], {"commit_index": 0, "holders": 0}, _missing_commits(nodes))
     top = max(c for c, _ in known)
     who = min(nid for c, nid in known if c == top)
     term = logs[who].at(top)[0]  # type: ignore[index, union-attr]
@@ -500,6 +494,13 @@ def _missing(nodes: list[NodeEvidence], kind: str) -> list[str]:
             why = (n.missing.get(kind) or what).replace(n.node, "<id>")
             groups.setdefault(why, []).append(n.node)
     return [f"{', '.join(ids)}: {why}" for why, ids in groups.items()]
+
+
+def _missing_commits(nodes: list[NodeEvidence]) -> list[str]:
+    """Why durable commit indexes are missing: no WAL, or a WAL format without one."""
+    old = [n.node for n in nodes if n.durable is not None and n.durable.commit is None]
+    return _missing(nodes, "durable") + (
+        [f"{', '.join(old)}: no commit index in the WAL (an older node)"] if old else [])
 
 
 def _worst(verdicts: Iterable[Any]) -> Any:

@@ -116,8 +116,8 @@ class NodeServer:
         self._read_seq = 0
         self._was_leader = False
         self._led_term: int | None = None    # the last term announced as leader
-        self._led_from = 0                    # the commit index when it took office
-        self._first_commit_term: int | None = None  # the last term whose commit was told
+        # the commit index when it took office; None once its first commit was told
+        self._led_from: int | None = None
         self.stopped = asyncio.Event()
         self._stopping = False
         self.fatal: str | None = None
@@ -336,12 +336,11 @@ class NodeServer:
             if self._led_term != core.term:
                 self._led_term, self._led_from = core.term, core.commit_index
                 self.event("leader", term=core.term)
-            elif (self._first_commit_term != core.term
-                  and core.commit_index > self._led_from):
+            elif self._led_from is not None and core.commit_index > self._led_from:
                 # Figure 2, rules for leaders: a leader advances commitIndex by counting
                 # only to an entry of its own term (Figure 8); the first advance of the
                 # term says which entry it counted (checker.invariants commit-rule).
-                self._first_commit_term = core.term
+                self._led_from = None
                 self.event("commit", term=core.term, index=core.commit_index,
                            entry_term=core.term_at(core.commit_index))
         for to, msg in rd.messages:
