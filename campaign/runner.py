@@ -87,6 +87,7 @@ class TestOptions:
     time_limit: float = 30.0
     rate: float = 200.0
     concurrency: str = "4n"
+    readers: str = "1n"
     nemesis: list[str] = field(default_factory=lambda: list(DEFAULT_NEMESIS))
     nemesis_interval: float = schedule.DEFAULT_INTERVAL_S
     nemesis_targets: list[str] | None = None
@@ -112,6 +113,10 @@ class TestOptions:
     def workers(self) -> int:
         """The number of client processes: N, or N per node for "Nn"."""
         return parse_concurrency(self.concurrency, self.nodes)
+
+    def read_only_workers(self) -> int:
+        """The number of read-only client processes: N, or N per node for "Nn"."""
+        return parse_concurrency(self.readers, self.nodes, "readers", minimum=0)
 
     def attempt_timeout(self) -> float:
         """How long a client waits for one node's answer: the nodes' commit wait plus
@@ -146,6 +151,7 @@ class TestOptions:
             raise BadInput(f"must be a non-negative integer, got {self.min_ok!r}",
                            field="min_ok")
         self.workers()
+        self.read_only_workers()
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise BadInput(f"must be an integer, got {self.seed!r}", field="seed")
         if not isinstance(self.retry, bool):
@@ -217,15 +223,16 @@ def _positive_number(v: Any, name: str) -> None:
         raise BadInput(f"must be a positive number, got {v!r}", field=name)
 
 
-def parse_concurrency(spec: Any, nodes: int) -> int:
+def parse_concurrency(spec: Any, nodes: int, field: str = "concurrency",
+                      minimum: int = 1) -> int:
     """ "6" -> 6 workers; "2n" -> 2 per node."""
     text = str(spec).strip()
     m = re.fullmatch(r"([0-9]+)(n?)", text)
-    if not m or int(m.group(1)) < 1:
-        raise BadInput(f"expected N or Nn (N per node), got {spec!r}", field="concurrency")
+    if not m or int(m.group(1)) < minimum:
+        raise BadInput(f"expected N or Nn (N per node), got {spec!r}", field=field)
     n = int(m.group(1)) * (nodes if m.group(2) else 1)
     if n > 1000:
-        raise BadInput(f"at most 1000 client processes, got {n}", field="concurrency")
+        raise BadInput(f"at most 1000 client processes, got {n}", field=field)
     return n
 
 
@@ -385,7 +392,8 @@ def summary_lines(results: dict, check_result: Any = None) -> list[str]:
 def _test_json(options: TestOptions, campaign: dict | None = None) -> dict:
     extra = {"campaign": campaign} if campaign else {}
     return {"name": options.name, "seed": options.seed, "options": asdict(options), **extra,
-            "workers": options.workers(), "workload": "register",
+            "workers": options.workers(), "readers": options.read_only_workers(),
+            "workload": "register",
             "model": "cas-register", "command": sys.argv,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
             "git": store.git_revision(), "versions": store.versions()}
@@ -452,6 +460,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
             workload = RegisterWorkload(
                 history, urls, WorkloadOptions(
                     rate=options.rate, concurrency=options.workers(),
+                    readers=options.read_only_workers(),
                     time_limit=options.time_limit, ops_per_key=options.ops_per_key,
                     op_timeout=options.op_timeout,
                     attempt_timeout=options.attempt_timeout(), retry=options.retry,

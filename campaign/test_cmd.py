@@ -27,6 +27,9 @@ OPTION_FLAGS: list[tuple[str, dict]] = [
     ("--rate", dict(type=float, metavar="R", help="ops/s over all clients (default 200)")),
     ("--concurrency", dict(metavar="N|Nn", help="client processes: N, or N per node "
                                                 "as Nn (default 4n)")),
+    ("--readers", dict(metavar="N|Nn", help="more client processes that only read, each "
+                                            "at one node: N, or N per node as Nn "
+                                            "(default 1n; 0 for none)")),
     ("--nemesis", dict(metavar="F,F", help=f"faults, comma-separated, from {','.join(FAULTS)};"
                                            " or none (default: all of them)")),
     ("--nemesis-interval", dict(type=float, metavar="S",
@@ -124,8 +127,9 @@ def build_options(values: dict[str, Any]) -> TestOptions:
     for name in ("nemesis_targets", "partition_shapes", "bug"):
         if values.get(name) is not None:
             values[name] = split_list(values[name], name) or None
-    if "concurrency" in values:
-        values["concurrency"] = str(values["concurrency"])
+    for name in ("concurrency", "readers"):
+        if name in values:
+            values[name] = str(values[name])
     if values.get("seed") is None:
         values["seed"] = secrets.randbelow(2**31)
     return TestOptions(**values).validate()

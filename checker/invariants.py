@@ -21,9 +21,11 @@ The invariants, each a name in `INVARIANTS`:
   across restarts (Figure 2, RequestVote receiver rule 2; section 5.2), from its
   "vote" events and the votes it persisted;
 - `terms-never-decrease`: currentTerm "increases monotonically" and votedFor is kept
-  on stable storage (Figure 2): a restart (a "start" event, or the WAL after the run)
-  never recovers a term below one the node persisted or voted in, nor loses the vote
-  it had persisted in its latest term. This is how a lost fsync of term or vote shows;
+  on stable storage for its term (Figure 2): a restart (a "start" event, or the WAL
+  after the run) never recovers a term below one the node persisted or voted in, nor
+  loses the vote it had persisted in its latest term (how a lost fsync of term or
+  vote shows), and the node never persists its term's vote cleared (a vote forgotten
+  on a same-term step-down, which lets it vote twice);
 - `log-matching`: two logs with the same term at an index hold the same entries up
   to it (Figure 3, Log Matching);
 - `commit-rule`: a leader advances its commit index by counting replicas only to an
@@ -36,7 +38,9 @@ The invariants, each a name in `INVARIANTS`:
 - `committed-on-a-majority`: the entry at the highest durable commit index is held, with
   the same term, by a majority of the durable logs (section 5.3: committed means held
   by a majority; 5.4: no server removes a committed entry), so an entry a leader
-  counted on replicas that never made it durable, or never received it, shows.
+  counted on replicas that never made it durable, or never received it, shows;
+- the rules of checker.raft_rules (`election-restriction`, `current-term-leader`,
+  `read-index`): each decision a node traced checked against the rule that governs it.
 
 Input is plain data; no file I/O here (campaign.evidence reads the logs and WALs).
 Missing evidence never fails a check: a node without a WAL or without event lines (an
@@ -48,16 +52,18 @@ logs the entries side by side) that report.page draws.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+from checker import raft_rules
+from checker.raft_evidence import (DurableState, Event, InvariantResult, NodeEvidence,
+                                   Violation, cut, json_text, missing, result)
 
 INVARIANTS: dict[str, str] = {
     "election-safety": "Election Safety (Figure 3): at most one leader per term",
     "one-vote-per-term": "one vote per term per node, across restarts (Figure 2, "
                          "RequestVote rule 2; section 5.2)",
-    "terms-never-decrease": "currentTerm never decreases and votedFor is kept, across "
-                            "restarts (Figure 2, persistent state)",
+    "terms-never-decrease": "currentTerm never decreases and votedFor is kept for its "
+                            "term, also across restarts (Figure 2, persistent state)",
     "commit-rule": "a leader commits by counting only an entry of its own term "
                    "(Figure 2, rules for leaders; Figure 8)",
     "log-matching": "Log Matching (Figure 3): the same term at an index means the same "
@@ -66,108 +72,11 @@ INVARIANTS: dict[str, str] = {
                             "on every node; commitIndex within the log",
     "committed-on-a-majority": "a majority of the logs hold every committed entry "
                                "(sections 5.3 and 5.4)",
+    **raft_rules.RULES,
 }
 MAX_DETAILS = 50        # structured violations kept for the report (all lines are kept)
 MAX_VIOLATIONS = 1000   # one-line violations kept per invariant
 CONTEXT_ENTRIES = 2     # log entries shown on each side of a divergence
-
-
-@dataclass
-class Event:
-    """One event line of a node: `kind` and its JSON fields (`data`), where it was
-    logged (`source` file, 1-based `line`) and the log line's time."""
-
-    kind: str
-    data: dict = field(default_factory=dict)
-    line: int | None = None
-    time: str | None = None
-    source: str | None = None
-
-    def int_field(self, name: str) -> int | None:
-        v = self.data.get(name)
-        return v if type(v) is int else None
-
-    def where(self) -> str:
-        place = f"{self.source or 'log'} line {self.line}" if self.line else "an event line"
-        return place + (f", {_clock(self.time)}" if self.time else "")
-
-    def ref(self, node: str) -> dict:
-        return {"node": node, "line": self.line, "time": self.time, "source": self.source}
-
-
-@dataclass
-class DurableState:
-    """What a node's WAL held after the run: currentTerm, votedFor, the durable
-    commit index (None: a WAL format without it) and the log after `base`, entry i
-    at i-base-1. A compacted WAL (section 7) starts after its snapshot's last index
-    `base`: the entries up to it are in the snapshot, not compared here."""
-
-    term: int = 0
-    vote: str | None = None
-    commit: int | None = None
-    entries: list[tuple[int, Any]] = field(default_factory=list)  # (term, command)
-    base: int = 0
-
-    @property
-    def last(self) -> int:
-        """The last index the WAL holds."""
-        return self.base + len(self.entries)
-
-    def at(self, index: int) -> tuple[int, Any] | None:
-        """(term, command) at `index`, None if compacted or past the end."""
-        if self.base < index <= self.base + len(self.entries):
-            return self.entries[index - self.base - 1]
-        return None
-
-
-@dataclass
-class NodeEvidence:
-    """Everything known about one node. `durable` None: no WAL; `events` None: no
-    event lines (an older node, or no log); `missing` says why, for the report."""
-
-    node: str
-    durable: DurableState | None = None
-    events: list[Event] | None = None
-    missing: dict[str, str] = field(default_factory=dict)  # "durable"/"events" -> why
-    _reprs: list[str] | None = field(default=None, repr=False, compare=False)
-
-    def entry_reprs(self) -> list[str]:
-        """repr() of each log entry, computed once: equal reprs mean equal entries
-        (and tell true from 1, which `==` does not)."""
-        if self._reprs is None:
-            self._reprs = list(map(repr, self.durable.entries if self.durable else []))
-        return self._reprs
-
-
-@dataclass
-class Violation:
-    invariant: str
-    text: str
-    nodes: list[str]
-    term: int | None = None
-    index: int | None = None
-    refs: list[dict] = field(default_factory=list)        # log lines it names
-    entries: list[dict] = field(default_factory=list)     # entries side by side
-
-    def to_dict(self) -> dict:
-        d: dict[str, Any] = {"invariant": self.invariant, "text": self.text,
-                             "nodes": self.nodes}
-        for k in ("term", "index"):
-            if getattr(self, k) is not None:
-                d[k] = getattr(self, k)
-        if self.refs:
-            d["refs"] = self.refs
-        if self.entries:
-            d["entries"] = self.entries
-        return d
-
-
-@dataclass
-class InvariantResult:
-    valid: bool | str
-    violations: list[Violation]
-    checked: dict[str, int]
-    unknown_reason: str | None = None
 
 
 # -- the invariants -------------------------------------------------------------
@@ -193,8 +102,8 @@ def election_safety(nodes: list[NodeEvidence]) -> InvariantResult:
                 "election-safety", f"Election Safety (Figure 3): term {term} has "
                 f"{len(who)} leaders: {listed}", names, term=term,
                 refs=[who[nid].ref(nid) for nid in names]))
-    return _result(out, {"leader_events": events, "terms_with_a_leader": len(leaders)},
-                   _missing(nodes, "events"))
+    return result(out, {"leader_events": events, "terms_with_a_leader": len(leaders)},
+                   missing(nodes, "events"))
 
 
 def one_vote_per_term(nodes: list[NodeEvidence]) -> InvariantResult:
@@ -222,8 +131,8 @@ def one_vote_per_term(nodes: list[NodeEvidence]) -> InvariantResult:
                     f"({ev.where()})", [n.node], term=term,
                     refs=[ev0.ref(n.node), ev.ref(n.node)]))
         terms += len(first)
-    return _result(out, {"vote_records": votes, "node_terms_with_a_vote": terms},
-                   _missing(nodes, "events"))
+    return result(out, {"vote_records": votes, "node_terms_with_a_vote": terms},
+                   missing(nodes, "events"))
 
 
 def _vote_of(ev: Event) -> tuple[int | None, str | None]:
@@ -259,7 +168,7 @@ def commit_rule(nodes: list[NodeEvidence]) -> InvariantResult:
                     f"{term}, committed up to index {index}, an entry of term "
                     f"{entry_term}, by counting replicas ({ev.where()})", [n.node],
                     term=term, index=index, refs=[ev.ref(n.node)]))
-    return _result(out, {"commit_events": commits}, _missing(nodes, "events"))
+    return result(out, {"commit_events": commits}, missing(nodes, "events"))
 
 
 def terms_never_decrease(nodes: list[NodeEvidence]) -> InvariantResult:
@@ -287,9 +196,17 @@ def terms_never_decrease(nodes: list[NodeEvidence]) -> InvariantResult:
             elif durable is None or term > durable[0]:
                 durable = (term, vote, ev)
             elif term == durable[0]:
-                # the same term: a persisted write is the vote now (even a cleared
-                # one: that is the node's own doing, not a lost write); a vote sent
-                # was persisted first
+                # the same term: a persisted write is the vote now; a vote sent was
+                # persisted first. votedFor is reset only with a new term (Figure 2):
+                # a vote cleared within its term lets the node vote again in it.
+                if ev.kind == "persisted" and vote is None and durable[1] is not None:
+                    compared += 1
+                    out.append(Violation(
+                        "terms-never-decrease", f"votedFor is kept for its term (Figure "
+                        f"2): {n.node} persisted term {term} with no vote ({ev.where()}) "
+                        f"after it had voted for {durable[1]} in term {term} "
+                        f"({durable[2].where()})", [n.node], term=term,
+                        refs=[durable[2].ref(n.node), ev.ref(n.node)]))
                 durable = (term, vote, ev)
             elif ev.kind == "persisted":
                 compared += 1
@@ -304,8 +221,8 @@ def terms_never_decrease(nodes: list[NodeEvidence]) -> InvariantResult:
                                     f"{n.node}'s raft.wal holds, after the run,", None)
             if v:
                 out.append(v)
-    return _result(out, {"restarts": restarts, "recoveries_compared": compared},
-                   _missing(nodes, "events"))
+    return result(out, {"restarts": restarts, "recoveries_compared": compared},
+                   missing(nodes, "events"))
 
 
 _HOW = {"persisted": "persisted", "vote": "voted in", "start": "recovered"}
@@ -322,7 +239,7 @@ def _recovery_violation(node: str, durable: tuple[int, str | None, Event], term:
                          refs=refs)
     if term == t0 and v0 is not None and vote != v0:
         return Violation("terms-never-decrease", f"votedFor is kept (Figure 2): "
-                         f"{subject} term {term} and vote {_json(vote)}, but it had voted for "
+                         f"{subject} term {term} and vote {json_text(vote)}, but it had voted for "
                          f"{v0} in term {t0} ({ev0.where()})", [node], term=t0, refs=refs)
     return None
 
@@ -352,8 +269,8 @@ def log_matching(nodes: list[NodeEvidence]) -> InvariantResult:
                 f"{t} at index {top}, but differ at index {j}: "
                 f"{_side(a, da, j)}, {_side(b, db, j)}", [a, b], term=t,
                 index=j, entries=_window({a: da, b: db}, j)))
-    return _result(out, {"node_pairs": pairs, "entries_compared": compared},
-                   _missing(nodes, "durable"))
+    return result(out, {"node_pairs": pairs, "entries_compared": compared},
+                   missing(nodes, "durable"))
 
 
 def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
@@ -386,7 +303,7 @@ def state_machine_safety(nodes: list[NodeEvidence]) -> InvariantResult:
                 f"{commits[a]}) and {b} (commit {commits[b]}) differ at committed index "
                 f"{j}: {_side(a, da, j)}, {_side(b, db, j)}", [a, b], index=j,
                 entries=_window({a: da, b: db}, j)))
-    return _result(out, {"nodes_with_a_commit": len(commits), "node_pairs": pairs,
+    return result(out, {"nodes_with_a_commit": len(commits), "node_pairs": pairs,
                          "committed_entries_compared": compared}, _missing_commits(nodes))
 
 
@@ -403,7 +320,7 @@ def committed_on_a_majority(nodes: list[NodeEvidence]) -> InvariantResult:
     known = [(c, nid) for nid, c in commits.items()
              if c > 0 and logs[nid].at(c) is not None]   # type: ignore[union-attr]
     if not known:
-        return _result([], {"commit_index": 0, "holders": 0}, _missing_commits(nodes))
+        return result([], {"commit_index": 0, "holders": 0}, _missing_commits(nodes))
     top = max(c for c, _ in known)
     who = min(nid for c, nid in known if c == top)
     term = logs[who].at(top)[0]  # type: ignore[index, union-attr]
@@ -411,12 +328,12 @@ def committed_on_a_majority(nodes: list[NodeEvidence]) -> InvariantResult:
                      if top <= d.base or (d.at(top) or (None,))[0] == term)
     checked = {"commit_index": top, "holders": len(holders)}
     if len(holders) >= quorum:
-        return _result([], checked, [])
-    missing = _missing(nodes, "durable")
+        return result([], checked, [])
+    absent = missing(nodes, "durable")
     if len(holders) + len(nodes) - len(logs) >= quorum:
-        return _result([], checked, missing)   # the nodes without a WAL may hold it
+        return result([], checked, absent)   # the nodes without a WAL may hold it
     lacking = sorted(nid for nid in logs if nid not in holders)
-    return _result([Violation(
+    return result([Violation(
         "committed-on-a-majority", f"committed entries on a majority (section 5.3): "
         f"{who} committed index {top} (term {term}), but only {', '.join(holders)} of "
         f"{len(nodes)} nodes hold it: " + ", ".join(_side(nid, logs[nid], top)
@@ -434,6 +351,7 @@ CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "log-matching": log_matching,
     "state-machine-safety": state_machine_safety,
     "committed-on-a-majority": committed_on_a_majority,
+    **raft_rules.CHECKS,
 }
 
 
@@ -473,33 +391,10 @@ def check_invariants(nodes: list[NodeEvidence]) -> dict:
 
 # -- helpers --------------------------------------------------------------------
 
-def _result(violations: list[Violation], checked: dict[str, int],
-            missing: list[str]) -> InvariantResult:
-    if violations:
-        return InvariantResult(False, violations, checked)
-    if missing:
-        return InvariantResult("unknown", [], checked, "; ".join(missing))
-    return InvariantResult(True, [], checked)
-
-
-def _missing(nodes: list[NodeEvidence], kind: str) -> list[str]:
-    """Why evidence of `kind` is missing, nodes with the same reason together (a
-    node's own id in the reason reads as <id>)."""
-    if not nodes:
-        return ["no nodes"]
-    what = {"durable": "no durable state", "events": "no event lines"}[kind]
-    groups: dict[str, list[str]] = {}
-    for n in nodes:
-        if (n.durable if kind == "durable" else n.events) is None:
-            why = (n.missing.get(kind) or what).replace(n.node, "<id>")
-            groups.setdefault(why, []).append(n.node)
-    return [f"{', '.join(ids)}: {why}" for why, ids in groups.items()]
-
-
 def _missing_commits(nodes: list[NodeEvidence]) -> list[str]:
     """Why durable commit indexes are missing: no WAL, or a WAL format without one."""
     old = [n.node for n in nodes if n.durable is not None and n.durable.commit is None]
-    return _missing(nodes, "durable") + (
+    return missing(nodes, "durable") + (
         [f"{', '.join(old)}: no commit index in the WAL (an older node)"] if old else [])
 
 
@@ -536,7 +431,7 @@ def _first_difference(a: NodeEvidence, b: NodeEvidence, upto: int) -> int | None
         i = lo + k + 1
         ea, eb = da.at(i), db.at(i)
         if ra[k] != rb[k] and (ea[0] != eb[0]  # type: ignore[index]
-                               or _json(ea[1]) != _json(eb[1])):  # type: ignore[index]
+                               or json_text(ea[1]) != json_text(eb[1])):  # type: ignore[index]
             return i
     return None
 
@@ -546,7 +441,7 @@ def _side(node: str, log: DurableState, index: int) -> str:
     if e is None:
         return f"{node} has no entry" + (" (compacted)" if index <= log.base else "")
     term, cmd = e
-    return f"{node} has term {term} {_cut(_json(cmd))}"
+    return f"{node} has term {term} {cut(json_text(cmd))}"
 
 
 def _window(logs: dict[str, DurableState], index: int) -> list[dict]:
@@ -577,14 +472,3 @@ def _node_summary(n: NodeEvidence) -> dict:
     return d
 
 
-def _json(v: Any) -> str:
-    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _cut(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _clock(t: str) -> str:
-    """'2026-11-26T03:53:55.192' -> '03:53:55.192' (the day is in the log itself)."""
-    return t.split("T", 1)[1] if "T" in t else t

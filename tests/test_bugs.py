@@ -34,7 +34,18 @@ from node.core.register import RegisterMachine
 from node.core.state import HardState, RaftConfig
 from node.shell.config import NodeConfig
 from node.shell.transport import encode_frame
+from checker.invariants import terms_never_decrease
+from checker.raft_evidence import Event, NodeEvidence
+from checker.raft_rules import current_term_leader, election_restriction, read_index
 from tests.test_raft_core import Net, entries
+
+
+def rule_verdict(rule, node: str, trace: list[tuple[str, dict]], term: int = 0):
+    """What a rule of checker.raft_rules says of one core's trace (Ready.trace) as
+    the node would log it, after a "start" line at `term`."""
+    events = [Event("start", {"term": term, "trace": 1}, 1)] + [
+        Event(name, dict(fields), k + 2) for k, (name, fields) in enumerate(trace)]
+    return rule([NodeEvidence(node, None, events)]).valid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,6 +177,11 @@ def test_vote_reset_on_step_down(bug):
     a.step(RequestVoteReply(5, "b", False, pre_vote=True))
     a.step(RequestVoteReply(5, "c", False, pre_vote=True))
     assert a.role == FOLLOWER and a.term == 5
+    # what the node persists now: the forgotten vote, before any second vote
+    hs = a.ready().hard_state
+    persisted = [Event("persisted", {"term": 5, "vote": "b"}, 2)] + (
+        [Event("persisted", {"term": hs.term, "vote": hs.voted_for}, 3)] if hs else [])
+    assert terms_never_decrease([NodeEvidence("a", None, persisted)]).valid is (not bug)
     a.step(RequestVote(5, "c", 1, 1))
     votes = [(to, m.granted) for to, m in a.ready().messages
              if isinstance(m, RequestVoteReply) and not m.pre_vote]
@@ -235,10 +251,12 @@ def test_read_before_term_commit(bug):
     assert net.cores[new].read_index("r")
     net.tick(4, ids=others)
     if bug:
-        [(rid, read_index)] = net.reads[new]
-        assert rid == "r" and read_index < index   # would miss the acknowledged write
+        [(rid, at)] = net.reads[new]
+        assert rid == "r" and at < index   # would miss the acknowledged write
     else:
         assert net.reads[new] == []
+    # the trace shows it whether or not a write was missed (checker.raft_rules)
+    assert rule_verdict(read_index, new, net.traces[new]) is (not bug)
 
 
 @pytest.mark.parametrize("bug", [False, True])
@@ -247,8 +265,10 @@ def test_longer_log_wins_vote(bug):
     v = RaftCore("v", ["v", "c", "x"], HardState(3, None), entries(1, 1, 3),
                  config(*([LONGER_LOG_WINS_VOTE] if bug else [])), random.Random(0))
     v.step(RequestVote(4, "c", 5, 2))
-    [(to, reply)] = v.ready().messages
+    rd = v.ready()
+    [(to, reply)] = rd.messages
     assert to == "c" and reply.granted is bug
+    assert rule_verdict(election_restriction, "v", rd.trace, 3) is (not bug)
 
 
 @pytest.mark.parametrize("bug", [False, True])
@@ -266,6 +286,7 @@ def test_stale_term_append(bug):
         assert rd.truncate_from == 3
     else:
         assert not reply.success and f.entry(3).term == 3 and rd.truncate_from is None
+    assert rule_verdict(current_term_leader, "f", rd.trace, 3) is (not bug)
 
 
 @pytest.mark.parametrize("bug", [False, True])
@@ -506,7 +527,8 @@ def test_vote_not_durable(tmp_path, bug, caplog):
     events = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records
               if r.getMessage().startswith("raft-event ")]
     assert {"event": "persisted", "term": 1, "vote": "n2"} in events
-    assert {"event": "vote", "term": 1, "candidate": "n2"} in events
+    assert {"event": "vote", "term": 1, "candidate": "n2", "candidate_last": [0, 0],
+            "own_last": [0, 0]} in events
 
 
 @pytest.mark.parametrize("bug", [False, True])

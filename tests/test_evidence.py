@@ -50,10 +50,13 @@ def event(t: int, node: str, **fields) -> str:
                 "raft-event " + json.dumps(fields, separators=(",", ":")))
 
 
-def clean_log(node: str, leader_term: int | None = None, vote_for: str = "n1") -> list[str]:
+def clean_log(node: str, leader_term: int | None = None, vote_for: str = "n1",
+              trace: bool = True) -> list[str]:
+    traced = {"trace": 1} if trace else {}
     out = [line(1, "INFO", node, "raftcheck.node.server",
                 f"recovered term 0, vote None, 0 log entries from data/{node}; bugs: none"),
-           event(1, node, event="start", term=0, vote=None, commit=0, last_index=0, bugs=[]),
+           event(1, node, event="start", term=0, vote=None, commit=0, last_index=0, bugs=[],
+                 **traced),
            line(2, "INFO", node, "raftcheck.node.server", "serving clients on 127.0.0.1:1"),
            event(3, node, event="persisted", term=1, vote=vote_for)]
     if node != vote_for:
@@ -166,22 +169,25 @@ def test_missing_files_are_unknown(tmp_path):
 
 
 def test_a_foreign_node_with_event_lines_only_keeps_the_invariants_they_cover(tmp_path):
-    # a node of the user's own (gonode): event lines, no raft.wal
-    checks = check_run(make_run(tmp_path, wals={n: None for n in IDS}), IDS, [])
+    # a node of the user's own (gonode): event lines without trace, no raft.wal
+    checks = check_run(make_run(tmp_path, logs={n: clean_log(n, trace=False) for n in IDS},
+                                wals={n: None for n in IDS}), IDS, [])
     results: dict = {}
     leave_out_missing_invariants(checks, results)
     r = checks["raft-invariants"]
-    assert r["valid"] is True and r["not_checked"] == ["committed-on-a-majority", "log-matching",
-                                                       "state-machine-safety"]
+    assert r["valid"] is True and r["not_checked"] == [
+        "committed-on-a-majority", "current-term-leader", "election-restriction",
+        "log-matching", "read-index", "state-machine-safety"]
     assert set(r["invariants"]) == {"election-safety", "one-vote-per-term",
                                     "terms-never-decrease", "commit-rule"}
-    assert "committed-on-a-majority, log-matching, state-machine-safety not checked" in results["warnings"][0]
+    assert ("committed-on-a-majority, current-term-leader, election-restriction, "
+            "log-matching, read-index, state-machine-safety not checked") in results["warnings"][0]
     add_to_results(results, checks)
     assert verdict_line(results).endswith("the Raft invariants their evidence covers "
                                           "(election-safety, one-vote-per-term, "
                                           "terms-never-decrease, commit-rule).")
     # two leaders in one term are still caught from its event lines
-    logs = {n: clean_log(n) for n in IDS}
+    logs = {n: clean_log(n, trace=False) for n in IDS}
     logs["n2"].append(event(8, "n2", event="leader", term=2))
     checks = check_run(make_run(tmp_path / "two", logs=logs, wals={n: None for n in IDS}),
                        IDS, [])
@@ -310,7 +316,9 @@ def test_the_run_verdict_is_the_worst_of_all_checkers(tmp_path):
     text = "\n".join(summary_lines(results))
     assert "node-health: true (3 nodes: 0 unexpected exits, 0 fatal events" in text
     assert ("raft-invariants: false (election-safety FAILED, one-vote-per-term, "
-            "terms-never-decrease, commit-rule, log-matching, state-machine-safety, committed-on-a-majority)") in text
+            "terms-never-decrease, commit-rule, log-matching, state-machine-safety, "
+            "committed-on-a-majority, election-restriction, current-term-leader, "
+            "read-index)") in text
     assert "  Election Safety (Figure 3): term 2 has 2 leaders" in text
     assert verdict_line(results) == ("INVALID: a Raft invariant was violated (see above "
                                      "and results.json).")
@@ -447,7 +455,8 @@ def test_a_real_cluster_keeps_every_invariant_and_a_broken_copy_does_not(tmp_pat
     assert {k: v["valid"] for k, v in r["invariants"].items()} == {
         k: True for k in ("election-safety", "one-vote-per-term", "terms-never-decrease",
                           "commit-rule", "log-matching", "state-machine-safety",
-                          "committed-on-a-majority")}
+                          "committed-on-a-majority", "election-restriction",
+                          "current-term-leader", "read-index")}
     ch = r["checked"]
     assert ch["election-safety"]["leader_events"] >= 2           # before and after the kill
     assert ch["commit-rule"]["commit_events"] >= 1               # each leader told its first

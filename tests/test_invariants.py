@@ -27,24 +27,31 @@ def node(nid: str, events=None, entries=None, term=0, vote=None, commit=None,
 def clean_cluster() -> list[NodeEvidence]:
     log = [(1, None), (1, W), (2, None), (2, W2)]
     return [
-        node("n1", [ev("n1", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[]),
+        node("n1", [ev("n1", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=1),
                     ev("n1", 2, "persisted", term=1, vote="n1"),
                     ev("n1", 3, "leader", term=1),
                     ev("n1", 4, "commit", term=1, index=2, entry_term=1),
+                    ev("n1", 5, "read", term=1, index=2, entry_term=1),
                     ev("n1", 9, "persisted", term=2, vote="n2")],
              log, term=2, vote="n2", commit=4),
-        node("n2", [ev("n2", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[]),
+        node("n2", [ev("n2", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=1),
                     ev("n2", 2, "persisted", term=1, vote="n1"),
-                    ev("n2", 3, "vote", term=1, candidate="n1"),
-                    ev("n2", 4, "vote", term=1, candidate="n1"),   # a retransmission
+                    ev("n2", 3, "vote", term=1, candidate="n1", candidate_last=[0, 0],
+                       own_last=[0, 0]),
+                    ev("n2", 4, "vote", term=1, candidate="n1", candidate_last=[0, 0],
+                       own_last=[0, 0]),   # a retransmission
+                    ev("n2", 5, "follow", term=1, leader="n1", leader_term=1),
                     ev("n2", 5, "persisted", term=2, vote="n2"),
                     ev("n2", 6, "leader", term=2),
-                    ev("n2", 7, "start", term=2, vote="n2", commit=3, last_index=4, bugs=[])],
+                    ev("n2", 7, "start", term=2, vote="n2", commit=3, last_index=4, bugs=[],
+                       trace=1)],
              log, term=2, vote="n2", commit=3),
-        node("n3", [ev("n3", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[]),
+        node("n3", [ev("n3", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=1),
                     ev("n3", 2, "persisted", term=1, vote=None),
                     ev("n3", 5, "persisted", term=2, vote="n2"),
-                    ev("n3", 6, "vote", term=2, candidate="n2")],
+                    ev("n3", 6, "vote", term=2, candidate="n2", candidate_last=[1, 2],
+                       own_last=[1, 2]),
+                    ev("n3", 7, "follow", term=2, leader="n2", leader_term=2)],
              log[:3], term=2, vote="n2", commit=2),
     ]
 
@@ -56,13 +63,17 @@ def test_clean_evidence_is_valid_and_counts_what_was_compared():
     assert {k: v["valid"] for k, v in out["invariants"].items()} == {
         "election-safety": True, "one-vote-per-term": True, "terms-never-decrease": True,
         "commit-rule": True, "log-matching": True, "state-machine-safety": True,
-        "committed-on-a-majority": True}
+        "committed-on-a-majority": True, "election-restriction": True,
+        "current-term-leader": True, "read-index": True}
     ch = out["checked"]
     assert ch["commit-rule"] == {"commit_events": 1}
     assert ch["election-safety"] == {"leader_events": 2, "terms_with_a_leader": 2}
     assert ch["log-matching"] == {"node_pairs": 3, "entries_compared": 4 + 3 + 3}
     assert ch["state-machine-safety"]["committed_entries_compared"] == 3 + 2 + 2
     assert ch["terms-never-decrease"]["restarts"] == 1
+    assert ch["election-restriction"] == {"votes_compared": 3}
+    assert ch["current-term-leader"] == {"leaders_followed": 2}
+    assert ch["read-index"] == {"first_reads_of_a_term": 1}
     assert json.loads(json.dumps(out)) == out  # results.json material
 
 
@@ -170,13 +181,24 @@ def test_a_wal_that_ends_below_a_term_the_node_voted_in():
         "1, below term 2 it had voted in (n3.log line 6, 00:00:06.000)"]
 
 
-def test_a_vote_cleared_by_the_node_itself_is_not_a_lost_write():
-    """A persisted write that clears the vote (the vote-reset bug) is what the node
-    wrote: recovering it is not a durability failure (one-vote-per-term catches a
-    second vote)."""
+def test_a_vote_cleared_within_its_term_breaks_votedfor_kept():
+    """Figure 2 resets votedFor only with a new term: a node that persists its term's
+    vote cleared (a same-term step-down that forgets the vote) may vote twice."""
     nodes = clean_cluster()
-    nodes[2].events += [ev("n3", 7, "persisted", term=2, vote=None),
-                        ev("n3", 8, "start", term=2, vote=None, commit=0, last_index=3)]
+    nodes[2].events += [ev("n3", 8, "persisted", term=2, vote=None)]
+    r = terms_never_decrease(nodes)
+    assert r.valid is False
+    assert [v.text for v in r.violations] == [
+        "votedFor is kept for its term (Figure 2): n3 persisted term 2 with no vote "
+        "(n3.log line 8, 00:00:08.000) after it had voted for n2 in term 2 "
+        "(n3.log line 6, 00:00:06.000)"]
+    assert r.violations[0].refs[0]["line"] == 6
+
+
+def test_a_vote_cleared_by_a_new_term_is_rule_abiding():
+    nodes = clean_cluster()
+    nodes[2].events += [ev("n3", 8, "persisted", term=3, vote=None)]
+    nodes[2].durable.term, nodes[2].durable.vote = 3, None
     assert terms_never_decrease(nodes).valid is True
 
 
@@ -256,8 +278,8 @@ def test_missing_evidence_is_unknown_never_false():
     assert out["invariants"]["log-matching"]["unknown_reason"] == "n3: no data/<id>/raft.wal"
     assert out["unknown_reason"] == (
         "n3: no event lines in nodes/<id>.log (election-safety, one-vote-per-term, "
-        "terms-never-decrease, commit-rule); n3: no data/<id>/raft.wal (log-matching, "
-        "state-machine-safety)")
+        "terms-never-decrease, commit-rule, election-restriction, current-term-leader, "
+        "read-index); n3: no data/<id>/raft.wal (log-matching, state-machine-safety)")
     assert out["nodes"]["n3"] == {"events": None, "durable": None, "missing": {
         "durable": "no data/n3/raft.wal", "events": "no event lines in nodes/n3.log"}}
 

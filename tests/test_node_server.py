@@ -437,16 +437,21 @@ def test_event_lines(cluster: NodeCluster):
     for i, evs in events.items():
         start = evs[0]
         assert start["event"] == "start" and set(start) == {
-            "event", "term", "vote", "commit", "last_index", "snapshot_index", "bugs"}, start
+            "event", "term", "vote", "commit", "last_index", "snapshot_index", "bugs",
+            "trace"}, start
         assert start["bugs"] == [] and start["commit"] <= start["last_index"]
     assert {"event": "leader", "term": term} in events[leader]
-    voters = [i for i in cluster.ids if i != leader
-              and {"event": "vote", "term": term, "candidate": leader} in events[i]]
+    def vote_at(evs: list[dict]) -> int | None:
+        return next((k for k, e in enumerate(evs) if e["event"] == "vote"
+                     and e["term"] == term and e["candidate"] == leader), None)
+    voters = [i for i in cluster.ids if i != leader and vote_at(events[i]) is not None]
     assert voters, events
     for i in voters:
         evs = events[i]
-        vote = evs.index({"event": "vote", "term": term, "candidate": leader})
+        vote = vote_at(evs)
         assert {"event": "persisted", "term": term, "vote": leader} in evs[:vote]
+        # section 5.4.1: the vote line carries both logs' positions, up to date
+        assert evs[vote]["candidate_last"] >= evs[vote]["own_last"], evs[vote]
     for i in cluster.ids:   # no node announced leadership of the leader's term but it
         assert i == leader or {"event": "leader", "term": term} not in events[i]
 

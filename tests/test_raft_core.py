@@ -34,6 +34,7 @@ class Net:
         self.applied = {i: [] for i in self.ids}
         self.reads = {i: [] for i in self.ids}
         self.dropped = {i: [] for i in self.ids}
+        self.traces = {i: [] for i in self.ids}
         self.sent = []
 
     def isolate(self, node):
@@ -51,6 +52,7 @@ class Net:
             self.applied[i].extend(rd.committed)
             self.reads[i].extend(rd.reads)
             self.dropped[i].extend(rd.dropped_reads)
+            self.traces[i].extend(rd.trace)
             c.advance(rd)
 
     def deliver(self, limit=100_000):

@@ -66,13 +66,22 @@ class RegisterGenerator:
         if value is not None:
             self._last_seen[key] = value
 
-    def next_op(self) -> RegisterOp:
-        """The next op; retires a key once it reached its op limit."""
+    def _next_key_used(self) -> int:
+        # an active key, counted; retired once it reached its op limit
         slot = self.rng.randrange(len(self._active))
         key = self._active[slot]
         self._counts[key] += 1
         if self._counts[key] >= self.ops_per_key:
             self._active[slot] = self._new_key()
+        return key
+
+    def next_read(self) -> RegisterOp:
+        """A read of an active key (a read-only client's next op)."""
+        return RegisterOp(READ, self._next_key_used())
+
+    def next_op(self) -> RegisterOp:
+        """The next op; retires a key once it reached its op limit."""
+        key = self._next_key_used()
         f = self.rng.choices((READ, WRITE, CAS), weights=self.mix)[0]
         if f == CAS and key not in self._last_seen:
             f = WRITE  # nothing to compare against yet

@@ -5,7 +5,11 @@ records it as an invoke and then exactly one completion (ok / fail / info), and 
 info continues under a new process id (the old op may still take effect at any time).
 Workers share an overall rate (`rate` ops/s, randomly staggered) and run until the time
 limit. Each op starts at the worker's home node, as Jepsen's clients do, so that every
-node, a deposed or paused leader included, keeps being asked. Op outcomes follow SPEC
+node, a deposed or paused leader included, keeps being asked. Besides the `concurrency`
+workers of the read / write / cas mix, `readers` workers only read: a worker of the mix
+that meets a deposed or paused leader spends seconds in one write's retries, while a
+reader keeps asking its home node at once, which is when a stale read shows (a leader
+cut off, paused or newly elected answering from an old state). Op outcomes follow SPEC
 section 4:
 
 - ``ok:true`` -> ok; a definite error -> fail (``error`` = its name); an indefinite
@@ -76,6 +80,7 @@ class WorkloadOptions:
 
     rate: float = 200.0           # ops/s over all workers
     concurrency: int = 12         # number of workers (logical client processes)
+    readers: int = 0              # more workers that only read (one home node each)
     time_limit: float = 30.0      # seconds of load
     ops_per_key: int = 50         # invocations per key before it rotates
     active_keys: int = 0          # keys in use at once; 0 = max(1, concurrency // 2)
@@ -117,7 +122,7 @@ class RegisterWorkload:
         self.counts: Counter[str] = Counter()   # completions by type, for progress
         self.in_flight = 0
         self.leader_hint: str | None = None     # the last leader a node named
-        self._next_process = options.concurrency
+        self._next_process = options.concurrency + options.readers
         self._next_slot = 0.0
         self._session: aiohttp.ClientSession | None = None
 
@@ -274,28 +279,33 @@ class RegisterWorkload:
 
     async def _worker(self, w: int, deadline: float) -> None:
         """One client: every op starts at its home node (as Jepsen's clients do), so
-        that each node, a deposed leader included, keeps being asked."""
+        that each node, a deposed leader included, keeps being asked. Workers from
+        `concurrency` on are readers."""
         process = w
         seq = 0
-        home = self.node_ids[w % len(self.node_ids)]
+        reader = w >= self.options.concurrency
+        home = self.node_ids[(w - self.options.concurrency if reader else w)
+                             % len(self.node_ids)]
         loop = asyncio.get_running_loop()
         while True:
             await self._pace()
             if loop.time() >= deadline:
                 return
             seq += 1
-            out = await self._run_op(process, seq, self.generator.next_op(), home)
+            op = self.generator.next_read() if reader else self.generator.next_op()
+            out = await self._run_op(process, seq, op, home)
             if out.type == INFO:
                 process, seq = self._fresh_process(), 0
 
     async def run(self) -> None:
-        """The load phase: `concurrency` workers for `time_limit` seconds."""
+        """The load phase: `concurrency` workers and `readers` readers for
+        `time_limit` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.time_limit
         self._next_slot = loop.time()
         async with self._new_session() as self._session:
-            await asyncio.gather(*(self._worker(w, deadline)
-                                   for w in range(self.options.concurrency)))
+            await asyncio.gather(*(self._worker(w, deadline) for w in
+                                   range(self.options.concurrency + self.options.readers)))
         self._session = None
 
     async def wait_for_leader(self, timeout: float) -> str | None:

@@ -134,6 +134,11 @@ class RaftCore:
         self._reads_ready: list[tuple[Any, int]] = []
         self._reads_dropped: list[Any] = []
         self._broadcast_read = False
+        # Trace events for the caller to log (Ready.trace): the inputs of each
+        # decision a rule of Figure 2 or the dissertation governs, checked after a run
+        self._trace_out: list[tuple[str, dict]] = []
+        self._followed: tuple[str, int] | None = None   # (leader, its term) last traced
+        self._read_traced_term = 0                       # term of the last traced read
         self._heartbeat_now = False
         # AppendEntries refused because they contradict a committed entry: a safety
         # alarm (Log Matching or Leader Completeness broken somewhere), never a crash
@@ -222,6 +227,10 @@ class RaftCore:
 
     def _send(self, to: str, msg: Message) -> None:
         self._msgs.append((to, msg))
+
+    def _trace(self, event: str, **fields: Any) -> None:
+        # One trace event for Ready.trace (see the Ready docstring).
+        self._trace_out.append((event, fields))
 
     def _in_lease(self) -> bool:
         # Dissertation 4.2.3 / 9.6: a server that heard from a current leader within
@@ -362,6 +371,7 @@ class RaftCore:
             # node's own ticks, is taken as a lease; no quorum round for the read.
             self.trace.acted(LEASE_READS, "read at %d served on the lease (election "
                              "elapsed %d ticks)", self._commit, self._election_elapsed)
+            self._trace_read(self._commit)
             self._reads_ready.append((request_id, self._commit))
             return True
         self._reads_unsent.append(request_id)
@@ -452,6 +462,10 @@ class RaftCore:
                 self._voted_for = m.sender
                 self._election_elapsed = 0
                 self.log_.debug("voted for %s at term %d", m.sender, self._term)
+                # Section 5.4.1: the grant and both logs' last (term, index) it compared.
+                self._trace("vote", term=self._term, candidate=m.sender,
+                            candidate_last=[m.last_log_term, m.last_log_index],
+                            own_last=[self._last_term(), self._last_index()])
                 self._send(m.sender, RequestVoteReply(self._term, self.id, True, False))
         else:
             self._send(m.sender, RequestVoteReply(self._term, self.id, False, m.pre_vote))
@@ -472,10 +486,12 @@ class RaftCore:
             self._become_follower(self._term, None)
 
     # ------------------------------------------------------------------ replication
-    def _follow(self, sender: str, what: str) -> bool:
+    def _follow(self, sender: str, leader_term: int, what: str) -> bool:
         """A message of the leader's kind at this node's term: its sender leads this
         term (section 5.2, one leader per term), so follow it and reset the election
-        timer. False (ignored) if this node itself leads the term."""
+        timer. False (ignored) if this node itself leads the term. A new (leader, term)
+        is traced: Figure 2, AppendEntries receiver 1 takes a leader's word only at
+        the node's current term."""
         if self._role == LEADER:
             self.log_.error("%s from %s at my own term %d as leader: ignored", what, sender,
                             self._term)
@@ -483,11 +499,14 @@ class RaftCore:
         if self._role != FOLLOWER or self._leader != sender:
             self._become_follower(self._term, sender)
         self._election_elapsed = 0
+        if self._followed != (sender, leader_term):
+            self._followed = (sender, leader_term)
+            self._trace("follow", term=self._term, leader=sender, leader_term=leader_term)
         return True
 
     def _handle_append(self, m: AppendEntries) -> None:
         # Same term: m.sender is the leader of this term (one leader per term, 5.2).
-        if not self._follow(m.sender, "AppendEntries"):
+        if not self._follow(m.sender, m.term, "AppendEntries"):
             return
         prev = m.prev_log_index
         base = self._log.base
@@ -712,7 +731,7 @@ class RaftCore:
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         """Figure 13, InstallSnapshot receiver 2-8: gather the chunks in order (a
         chunk out of order gets the offset expected), then install the snapshot."""
-        if not self._follow(m.sender, "InstallSnapshot"):
+        if not self._follow(m.sender, m.term, "InstallSnapshot"):
             return
         index, term = m.last_included_index, m.last_included_term
 
@@ -790,6 +809,14 @@ class RaftCore:
         # only once an entry of this leader's term has committed.
         return self._committed_in_term() or READ_BEFORE_TERM_COMMIT in self.bugs
 
+    def _trace_read(self, index: int) -> None:
+        # Dissertation 6.4, ReadIndex step 1: the first read index of each term, with
+        # the term of the entry there (this term once an entry of it is committed).
+        if self._read_traced_term != self._term:
+            self._read_traced_term = self._term
+            self._trace("read", term=self._term, index=index,
+                        entry_term=self._term_at(index) or 0)
+
     def _release_waiting_reads(self) -> None:
         if self._reads_unsent:
             self._broadcast_read = True
@@ -848,6 +875,7 @@ class RaftCore:
                 self.trace.acted(READ_BEFORE_TERM_COMMIT, "%d reads at index %d before an "
                                  "entry of term %d committed", len(self._reads_unsent),
                                  self._commit, self._term)
+            self._trace_read(self._commit)
             self._read_ctx += 1
             read_ctx = self._read_ctx
             for rid in self._reads_unsent:
@@ -881,7 +909,7 @@ class RaftCore:
                 or saved.commit != self._durable_commit())
 
     def has_ready(self) -> bool:
-        if self._msgs or self._reads_ready or self._reads_dropped:
+        if self._msgs or self._reads_ready or self._reads_dropped or self._trace_out:
             return True
         if (self._trunc is not None or self._stable < self._last_index()
                 or self._snap_out is not None):
@@ -923,6 +951,8 @@ class RaftCore:
         self._reads_ready = []
         rd.dropped_reads = self._reads_dropped
         self._reads_dropped = []
+        rd.trace = self._trace_out
+        self._trace_out = []
         return rd
 
     def advance(self, rd: Ready) -> None:

@@ -70,7 +70,12 @@ class Ready:
     it before applying `committed`, which then start after it.
     `hard_state` is set when the term, the vote or the durable commit index changed;
     `term_or_vote_changed` tells which. `must_sync()` is etcd's MustSync: a Ready whose
-    only change is the commit index is written without an fsync."""
+    only change is the commit index is written without an fsync.
+    `trace` lists (event, fields) facts about decisions Raft's rules govern, for the
+    caller to log after persisting and before sending (docs/spec.md section 5): a
+    granted vote with both logs' last (term, index) (section 5.4.1), a new leader
+    followed and its term (Figure 2, AppendEntries receiver 1), the first read index
+    of a term and the term of its entry (dissertation 6.4)."""
 
     hard_state: HardState | None = None
     snapshot: Snapshot | None = None
@@ -80,6 +85,7 @@ class Ready:
     committed: list[CommitEntry] = field(default_factory=list)
     reads: list[tuple[Any, int]] = field(default_factory=list)
     dropped_reads: list[Any] = field(default_factory=list)
+    trace: list[tuple[str, dict]] = field(default_factory=list)
     term_or_vote_changed: bool = False
 
     def must_write(self) -> bool:

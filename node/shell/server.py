@@ -26,7 +26,8 @@ HTTP statuses (the JSON body is authoritative): 200 ok, 400 malformed (12),
 
 Event lines: besides its ordinary log, the node writes the facts a run checks after
 the fact (docs/spec.md section 5) as lines of the logger `raftcheck.node.events`:
-`raft-event {"event": ...}` for start, persisted, vote, leader, snapshot and fatal.
+`raft-event {"event": ...}` for start, persisted, vote, follow, leader, commit, read,
+snapshot and fatal (vote, follow and read are the core's Ready.trace).
 
 Snapshots (paper section 7): every `snapshot_entries` applied entries the pump saves
 the register machine's state (registers and the exactly-once table) and compacts the
@@ -58,7 +59,7 @@ from node.errors import BadConfig
 from node.bugs import (ACK_BEFORE_COMMIT, APPEND_NOT_DURABLE, COMMIT_WAIT_DEFINITE,
                        LOCAL_READS, VOTE_NOT_DURABLE, BugTrace, core_options, ordered)
 from node.shell.config import NodeConfig
-from node.core.messages import CommitEntry, RequestVoteReply, message_from_dict
+from node.core.messages import CommitEntry, message_from_dict
 from node.core.raft import LEADER, RaftCore
 from node.core.state import RaftConfig, Ready, Snapshot
 from node.core.register import RegisterMachine
@@ -71,6 +72,9 @@ from node.shell.transport import Transport
 _log = logging.getLogger("raftcheck.node.server")
 _events = logging.getLogger("raftcheck.node.events")
 EVENT_PREFIX = "raft-event "
+# The "start" line's `trace`: this node's vote lines carry both logs' last (term, index)
+# and it writes follow and read lines (docs/spec.md section 5)
+TRACE_VERSION = 1
 
 STALL_WARN_S = 0.1
 
@@ -174,7 +178,8 @@ class NodeServer:
                       ",".join(ordered(self.bugs)) or "none")
         self.event("start", term=hard_state.term, vote=hard_state.voted_for,
                    commit=self.core.commit_index, last_index=self.core.log_length(),
-                   snapshot_index=self.core.snapshot_index, bugs=ordered(self.bugs))
+                   snapshot_index=self.core.snapshot_index, bugs=ordered(self.bugs),
+                   trace=TRACE_VERSION)
         self.transport = Transport(c.node_id, c.peer_bind(), c.peer_addrs, message_from_dict,
                                    self._on_message, max_frame=c.max_frame_bytes,
                                    silence_s=c.election_timeout_ms[1] / 1000.0,
@@ -343,9 +348,9 @@ class NodeServer:
                 self._led_from = None
                 self.event("commit", term=core.term, index=core.commit_index,
                            entry_term=core.term_at(core.commit_index))
+        for name, fields in rd.trace:   # persisted, not yet sent
+            self.event(name, **fields)
         for to, msg in rd.messages:
-            if isinstance(msg, RequestVoteReply) and msg.granted and not msg.pre_vote:
-                self.event("vote", term=msg.term, candidate=to)
             self.transport.send(to, msg)
         if ACK_BEFORE_COMMIT in self.bugs and rd.entries:
             self._ack_appended(rd.entries[-1][0])

@@ -1,0 +1,111 @@
+"""checker.raft_rules: each traced decision is checked against its rule, a decision
+that breaks it is one line naming the node, the term and the log line, and a node
+that writes no trace lines leaves the rules "unknown", never false. The core side:
+node.core.raft emits the trace (Ready.trace) that the rules read."""
+
+from __future__ import annotations
+
+from checker.invariants import check_invariants
+from checker.raft_rules import current_term_leader, election_restriction, read_index
+from node.core.messages import AppendEntries, LogEntry, RequestVote
+from tests.test_invariants import clean_cluster, ev
+import random
+
+from node.core.raft import RaftCore
+from node.core.state import HardState
+from tests.test_raft_core import CFG
+
+
+def test_clean_trace_keeps_every_rule():
+    nodes = clean_cluster()
+    for check in (election_restriction, current_term_leader, read_index):
+        assert check(nodes).valid is True
+
+
+def test_a_vote_for_a_longer_but_older_log_breaks_the_election_restriction():
+    nodes = clean_cluster()
+    nodes[2].events.append(ev("n3", 9, "vote", term=3, candidate="n1",
+                              candidate_last=[1, 9], own_last=[2, 4]))
+    r = election_restriction(nodes)
+    assert r.valid is False
+    assert [v.text for v in r.violations] == [
+        "election restriction (section 5.4.1): n3 voted for n1 in term 3 (n3.log line 9, "
+        "00:00:09.000), whose log ends at term 1 index 9, behind its own (term 2 index 4)"]
+
+
+def test_a_vote_for_a_shorter_log_of_the_same_term_breaks_it_and_a_newer_term_wins():
+    nodes = clean_cluster()
+    nodes[2].events += [
+        ev("n3", 9, "vote", term=3, candidate="n1", candidate_last=[2, 3], own_last=[2, 4]),
+        ev("n3", 10, "vote", term=4, candidate="n2", candidate_last=[3, 1], own_last=[2, 4])]
+    r = election_restriction(nodes)
+    assert [v.term for v in r.violations] == [3]
+
+
+def test_following_the_leader_of_an_older_term_breaks_current_term_leader():
+    nodes = clean_cluster()
+    # n3 is at term 2 (persisted at line 5); a deposed leader of term 1 is taken
+    nodes[2].events.append(ev("n3", 9, "follow", term=2, leader="n1", leader_term=1))
+    r = current_term_leader(nodes)
+    assert r.valid is False
+    assert [v.text for v in r.violations] == [
+        "AppendEntries only from the current term (Figure 2, receiver 1): n3, at term 2 "
+        "(n3.log line 5, 00:00:05.000), followed n1, leader of the older term 1 "
+        "(n3.log line 9, 00:00:09.000)"]
+
+
+def test_a_read_at_an_older_terms_entry_breaks_read_index():
+    nodes = clean_cluster()
+    nodes[1].events.append(ev("n2", 8, "read", term=2, index=2, entry_term=1))
+    r = read_index(nodes)
+    assert r.valid is False
+    assert r.violations[0].text == (
+        "ReadIndex (dissertation 6.4): n2, leader of term 2, served reads at index 2, "
+        "an entry of term 1, before an entry of its own term was committed (n2.log "
+        "line 8, 00:00:08.000)")
+
+
+def test_nodes_without_trace_lines_leave_the_rules_unknown_never_false():
+    nodes = clean_cluster()
+    for n in nodes:
+        for e in n.events:
+            e.data.pop("trace", None)
+    nodes[2].events.append(ev("n3", 9, "follow", term=2, leader="n1", leader_term=1))
+    out = check_invariants(nodes)
+    for name in ("election-restriction", "current-term-leader", "read-index"):
+        assert out["invariants"][name]["valid"] == "unknown"
+        assert out["invariants"][name]["unknown_reason"] == (
+            "n1, n2, n3: no trace lines (a node that does not write them)")
+    assert out["invariants"]["election-safety"]["valid"] is True
+
+
+# -- the core's trace ---------------------------------------------------------------
+
+def make_core(node_id: str, ids: list[str]) -> RaftCore:
+    return RaftCore(node_id, ids, HardState(0, None), [], CFG, random.Random(0))
+
+
+def _trace(core) -> list[tuple[str, dict]]:
+    out = []
+    while core.has_ready():
+        rd = core.ready()
+        out += rd.trace
+        core.advance(rd)
+    return out
+
+
+def test_the_core_traces_a_granted_vote_with_both_logs_positions():
+    core = make_core("n2", ["n1", "n2", "n3"])
+    _trace(core)
+    core.step(RequestVote(3, "n1", 0, 0))
+    assert ("vote", {"term": 3, "candidate": "n1", "candidate_last": [0, 0],
+                     "own_last": [0, 0]}) in _trace(core)
+
+
+def test_the_core_traces_each_new_leader_it_follows_once():
+    core = make_core("n2", ["n1", "n2", "n3"])
+    _trace(core)
+    for _ in range(2):
+        core.step(AppendEntries(2, "n1", 0, 0, [LogEntry(None, 2)], 0))
+    follows = [t for t in _trace(core) if t[0] == "follow"]
+    assert follows == [("follow", {"term": 2, "leader": "n1", "leader_term": 2})]
