@@ -21,7 +21,7 @@ func startNode(t *testing.T, path, id string) *testNode {
 	tr := NewTransport(cfg, NewLogger(id, "gonode"))
 	must(t, tr.Listen())
 	s := NewServer(cfg, NewLogger(id, "gonode"), wal, rec, tr)
-	tr.Start(s.node)
+	tr.Start(s.Stepper())
 	go s.Run()
 	return &testNode{s, tr}
 }

@@ -83,7 +83,7 @@ func main() {
 		lg.Fatalf("listening for clients on %s: %v", cfg.Client, err)
 	}
 	s := NewServer(cfg, lg, wal, rec, tr)
-	tr.Start(s.node)
+	tr.Start(s.Stepper())
 	go s.Run()
 	hs := NewHTTPServer(s.Handler())
 	go func() {

@@ -34,6 +34,11 @@ type Server struct {
 	// the commit index when this node took office, and the last term whose first
 	// commit was told (for `commit`: Figure 2 lets a leader count only its own term)
 	ledTerm, ledFrom, toldTerm uint64
+	// trace lines (docs/spec.md section 5): what each decision was given, the leader
+	// and term last followed, the last term whose first read index was told
+	trace    *traceInputs
+	followed [2]uint64
+	readTerm uint64
 	boot                       string
 	nextID                     atomic.Uint64
 	stopc                      chan struct{}
@@ -74,7 +79,7 @@ func NewServer(cfg *Config, log *Logger, wal *WAL, rec *Recovered, tr *Transport
 	s := &Server{cfg: cfg, log: log, wal: wal, tr: tr, sm: NewStateMachine(), events: NewEvents(cfg.ID),
 		storage: raft.NewMemoryStorage(), boot: fmt.Sprintf("%s.%x", cfg.ID, time.Now().UnixNano()),
 		stopc: make(chan struct{}), done: make(chan struct{}),
-		waiters: map[string]chan Result{}, reads: map[string]*pendingRead{}}
+		waiters: map[string]chan Result{}, reads: map[string]*pendingRead{}, trace: newTraceInputs()}
 	hs := rec.HardState
 	last := uint64(len(rec.Entries))
 	if hs.GetCommit() > last {
@@ -112,7 +117,7 @@ func NewServer(cfg *Config, log *Logger, wal *WAL, rec *Recovered, tr *Transport
 	s.pTerm, s.pVote = hs.GetTerm(), hs.GetVote()
 	s.events.Emit("start", map[string]any{"term": hs.GetTerm(),
 		"vote": nameOrNull(cfg.NameOf(hs.GetVote())), "commit": s.commit,
-		"last_index": last, "bugs": []string{}})
+		"last_index": last, "bugs": []string{}, "trace": traceVersion})
 	// RestartNode, not StartNode: the membership comes from storage, not from
 	// bootstrap configuration entries, so a fresh node and a restarted one start alike.
 	s.node = raft.RestartNode(c)
@@ -166,6 +171,9 @@ func (s *Server) ready(rd raft.Ready) {
 			s.events.Emit("persisted", map[string]any{"term": t, "vote": nameOrNull(s.cfg.NameOf(v))})
 		}
 	}
+	// the log as the vote decisions of this Ready saw it at most (section 5.4.1)
+	ownIndex, _ := s.storage.LastIndex()
+	ownTerm, _ := s.storage.Term(ownIndex)
 	if len(rd.Entries) > 0 {
 		if err := s.storage.Append(rd.Entries); err != nil {
 			s.log.Fatalf("appending to the log: %v", err)
@@ -193,9 +201,27 @@ func (s *Server) ready(rd raft.Ready) {
 			s.events.Emit("commit", map[string]any{"term": s.pTerm, "index": c, "entry_term": et})
 		}
 	}
+	lead := s.lead
+	if rd.SoftState != nil {
+		lead = rd.SoftState.Lead
+	}
+	if role == raft.StateFollower && lead != raft.None && s.followed != [2]uint64{lead, s.pTerm} {
+		// Figure 2, AppendEntries receiver 1: the leader followed leads the current term
+		s.followed = [2]uint64{lead, s.pTerm}
+		fields := map[string]any{"term": s.pTerm, "leader": s.cfg.NameOf(lead)}
+		if t, ok := s.trace.termOf(lead); ok {
+			fields["leader_term"] = t
+		}
+		s.events.Emit("follow", fields)
+	}
 	for _, m := range rd.Messages {
 		if m.GetType() == pb.MsgVoteResp && !m.GetReject() {
-			s.events.Emit("vote", map[string]any{"term": m.GetTerm(), "candidate": s.cfg.NameOf(m.GetTo())})
+			fields := map[string]any{"term": m.GetTerm(), "candidate": s.cfg.NameOf(m.GetTo())}
+			if c, ok := s.trace.candidateLast(m.GetTo(), m.GetTerm()); ok {
+				fields["candidate_last"] = c
+				fields["own_last"] = [2]uint64{ownTerm, ownIndex}
+			}
+			s.events.Emit("vote", fields)
 		}
 	}
 	// (3) Send.
@@ -243,6 +269,13 @@ func (s *Server) ready(rd raft.Ready) {
 	// applied up to the commit index the leader confirmed with a quorum.
 	s.mu.Lock()
 	for _, rs := range rd.ReadStates {
+		if s.role == raft.StateLeader && s.readTerm != s.pTerm {
+			// dissertation 6.4: the first read index of a term holds an entry of it
+			s.readTerm = s.pTerm
+			if et, err := s.storage.Term(rs.Index); err == nil {
+				s.events.Emit("read", map[string]any{"term": s.pTerm, "index": rs.Index, "entry_term": et})
+			}
+		}
 		if pr, ok := s.reads[string(rs.RequestCtx)]; ok {
 			delete(s.reads, string(rs.RequestCtx))
 			pr.index = rs.Index
@@ -289,6 +322,12 @@ func roleName(r raft.StateType) string {
 		return "pre-candidate"
 	}
 	return "follower"
+}
+
+// Stepper is the node as the transport should step it: each message's trace inputs
+// recorded first.
+func (s *Server) Stepper() raft.Node {
+	return observingNode{Node: s.node, in: s.trace}
 }
 
 // notLeader is the answer for a request this node cannot serve as a follower:
