@@ -11,7 +11,13 @@
    100,000 ops over 10 keys, 20 processes, 5% info ops), checked in a fresh child
    process: check time and peak memory (getrusage max RSS, the checker's worker
    processes included); Porcupine's time on the same file for comparison.
-5. `--scale` (only this): issue 12's two 1,000,000-op shapes (10 keys, 5% info ops,
+5. `--whole-process` (only this): what a user waits for, start-up and reading
+   included: `raftcheck check` with default flags on every file of a corpus in one
+   process, against the Porcupine oracle's one process on the same corpus
+   (`porcupine_oracle -etcd|-kv DIR`: Go start-up, Porcupine's parser and model,
+   CheckEvents), alternating, each --repeat times: wall and CPU seconds (the
+   process and its children), least and median.
+6. `--scale` (only this): issue 12's two 1,000,000-op shapes (10 keys, 5% info ops,
    unique values; 20 processes over all keys, or 4 processes per key), each read
    and checked in a fresh child process as `raftcheck check` does: read time, check
    time, peak RSS of the checking process and of its largest worker, and what the
@@ -24,6 +30,7 @@ expectations; a difference is flagged, never hidden. No timing is asserted.
 
     python bench/checker.py [--repeat 3] [--large-ops 100000] [--no-large] [--json OUT]
     python bench/checker.py --scale [--scale-ops 1000000] [--no-prune] [--scale-root DIR]
+    python bench/checker.py --whole-process [--repeat 7]
 """
 
 from __future__ import annotations
@@ -330,6 +337,56 @@ def crash_heavy_run(count: int, porcupine_timeout_s: float) -> dict:
             "decided_by_both": len(both), "equal": sum(a is b for a, b in both)}
 
 
+def timed_process(cmd: list[str]) -> tuple[float, float, int]:
+    """(wall s, CPU s of the process and its children, exit code) of one command."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode
+
+
+def whole_process_run(kind: str, directory: Path, model: str, repeat: int) -> dict:
+    """Ours and Porcupine's whole process on every file of a corpus, alternating."""
+    import statistics
+    pattern = "etcd_*.log" if kind == "etcd" else "*.txt"
+    files = sorted(str(p) for p in directory.glob(pattern))
+    fmt = ["--format", "porcupine"] if kind == "etcd" else []
+    ours_cmd = [sys.executable, "-m", "campaign", "check", "--model", model, *fmt, *files]
+    porc_cmd = [str(porcupine_oracle.build()), f"-{kind}", str(directory)]
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "porcupine": []}
+    codes = {}
+    for i in range(repeat):
+        progress(f"[whole process, {kind}] round {i + 1}/{repeat}")
+        for name, cmd in (("ours", ours_cmd), ("porcupine", porc_cmd)) if i % 2 == 0 \
+                else (("porcupine", porc_cmd), ("ours", ours_cmd)):
+            wall, cpu, code = timed_process(cmd)
+            runs[name].append((wall, cpu))
+            codes[name] = code
+    out: dict = {"kind": kind, "files": len(files), "repeat": repeat, "exit": codes}
+    for name, rs in runs.items():
+        walls, cpus = [w for w, _ in rs], [c for _, c in rs]
+        out[name] = {"wall_min": min(walls), "wall_median": statistics.median(walls),
+                     "cpu_min": min(cpus), "cpu_median": statistics.median(cpus)}
+    return out
+
+
+def print_whole_process(res: dict) -> None:
+    o, p = res["ours"], res["porcupine"]
+    print(f"\n## Whole process, {res['kind']} corpus ({res['files']} files in one process), "
+          f"{res['repeat']} alternating runs each (exit codes: {res['exit']})\n")
+    print(f"{'':<12}{'wall min':>10}{'wall median':>13}{'CPU min':>10}{'CPU median':>12}")
+    for name, r in (("ours", o), ("Porcupine", p)):
+        print(f"{name:<12}{r['wall_min']:>10.3f}{r['wall_median']:>13.3f}"
+              f"{r['cpu_min']:>10.3f}{r['cpu_median']:>12.3f}")
+    print(f"{'ratio':<12}{o['wall_min'] / p['wall_min']:>10.2f}"
+          f"{o['wall_median'] / p['wall_median']:>13.2f}"
+          f"{o['cpu_min'] / p['cpu_min']:>10.2f}{o['cpu_median'] / p['cpu_median']:>12.2f}")
+
+
 def print_crash_heavy(res: dict) -> None:
     print(f"\n## Crash-heavy histories: {res['count']} generated, 40-60 ops, one key, "
           f"4-8 processes, 30% info (half mutated); budget {res['timeout_s']} s each\n")
@@ -358,7 +415,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-root", type=Path, default=ROOT,
                     help="the raftcheck checkout whose checker is timed (default this one)")
     ap.add_argument("--no-prune", action="store_true", help="--scale without the pruning")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="only the whole-process comparison on the etcd and kv corpora")
     args = ap.parse_args(argv)
+    if args.whole_process:
+        corpus = porcupine_oracle.porcupine_dir()
+        print(f"# raftcheck check vs Porcupine, whole process, "
+              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+        print(f"python {platform.python_version()}, {platform.machine()}, "
+              f"{os.cpu_count()} cpus; Porcupine {porcupine_oracle.PORCUPINE_VERSION}")
+        runs = [whole_process_run("etcd", corpus / "test_data" / "jepsen", "cas-register",
+                                  args.repeat),
+                whole_process_run("kv", corpus / "test_data" / "kv", "kv", args.repeat)]
+        for r in runs:
+            print_whole_process(r)
+        if args.json:
+            args.json.write_text(json.dumps(runs, indent=1))
+        return 0
     if args.scale:
         print(f"# raftcheck checker scale, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
         print(f"python {platform.python_version()}, {platform.machine()}, "

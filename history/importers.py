@@ -173,18 +173,21 @@ _FLAT_LINE = re.compile(r"[ \t]*\{(?:[\s,]*:[A-Za-z_][\w.*+!?<>=/-]*[\s,]+"
 
 
 def _flat_values(text: str, plain: bool = False
-                 ) -> list[tuple[int, Any, list[int]]] | None:
-    """`_edn_values` of a text of flat op maps one per line (blank lines allowed);
-    None if it is anything else. `plain`: keywords already made plain strings (as
+                 ) -> tuple[list[tuple[int, Any, list[int]]], list[int], bool] | None:
+    """`_edn_values` of a text of flat op maps one per line (blank lines allowed),
+    with each map's 1-based line number and whether any value is `Refused`; None if
+    the text is anything else. `plain`: keywords already made plain strings (as
     `_plain` makes them)."""
     out: list[tuple[int, Any, list[int]]] = []
+    lines: list[int] = []
+    refused = False
     off = 0
     pair = _FLAT_PAIR.findall
     full = _FLAT_LINE.fullmatch
-    # keys and non-string values repeat from line to line: each read once
+    # keys and values repeat from line to line: each read once
     names: dict[str, _Keyword] = {}
     atoms: dict[str, Any] = {}
-    for line in text.split("\n"):
+    for number, line in enumerate(text.split("\n"), 1):
         start = off
         off += len(line) + 1
         if not line or line.isspace():
@@ -196,46 +199,56 @@ def _flat_values(text: str, plain: bool = False
             name = names.get(k)
             if name is None:
                 name = names[k] = str(k) if plain else _Keyword(k)
-            if v[0] == '"':
-                d[name] = v[1:-1]
-                continue
             x = atoms.get(v, atoms)
             if x is atoms:
-                x = atoms[v] = _edn_atom(v)
-                if plain and type(x) is _Keyword:
-                    x = atoms[v] = str(x)
+                if v[0] == '"':
+                    x = v[1:-1]
+                else:
+                    x = _edn_atom(v)
+                    if plain and type(x) is _Keyword:
+                        x = str(x)
+                    refused = refused or type(x) is Refused
+                if len(atoms) < 100_000:   # unique values (a write's) need no cache
+                    atoms[v] = x
             d[name] = x
         out.append((start + line.index("{"), d, []))
-    return out
+        lines.append(number)
+    return out, lines, refused
 
 
 def parse_edn(text: str, file: str) -> list[Op]:
     maps: list[tuple[int, dict]] = []
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    line_starts: list[int] = []
 
     def line_of(offset: int) -> int:
+        if not line_starts:   # only the general reader and errors need offsets
+            line_starts[:] = [0] + [m.end() for m in re.finditer("\n", text)]
         return bisect.bisect_right(line_starts, offset)
 
     try:
-        found = _flat_values(text, plain=True)
-        flat = found is not None
-        # flat values are strings, integers, true, false or nil: plain JSON data
-        # unless a string holds a lone surrogate or an integer is too long to keep
-        plain_data = flat and _SURROGATE.search(text) is None and not any(
-            type(x) is Refused for _, d, _ in found for x in d.values())  # type: ignore[union-attr]
-        if found is None:
+        flat_read = _flat_values(text, plain=True)
+        flat = flat_read is not None
+        if flat_read is not None:
+            found, numbers, refused = flat_read
+            # flat values are strings, integers, true, false or nil: plain JSON data
+            # unless a string holds a lone surrogate or an integer is too long to keep
+            plain_data = not refused and _SURROGATE.search(text) is None
+            maps = [(number, d) for number, (_, d, _) in zip(numbers, found)]
+        else:
+            plain_data = False
             found = list(_edn_values(text))
     except _EdnError as e:
         raise BadInput(f"bad EDN: {e.msg}", file=file, line=line_of(e.pos)) from None
-    if len(found) == 1 and isinstance(found[0][1], list):
-        values = list(zip(found[0][2], found[0][1]))  # a vector of op maps
-    else:
-        values = [(off, val) for off, val, _ in found]
-    for off, val in values:
-        if not isinstance(val, dict):
-            raise BadInput("expected an op map {:type ... :f ...}", file=file,
-                           line=line_of(off))
-        maps.append((line_of(off), val))
+    if not flat:
+        if len(found) == 1 and isinstance(found[0][1], list):
+            values = list(zip(found[0][2], found[0][1]))  # a vector of op maps
+        else:
+            values = [(off, val) for off, val, _ in found]
+        for off, val in values:
+            if not isinstance(val, dict):
+                raise BadInput("expected an op map {:type ... :f ...}", file=file,
+                               line=line_of(off))
+            maps.append((line_of(off), val))
     client = [d for _, d in maps if d.get("process") != NEMESIS]
     independent = bool(client) and all(
         "key" not in d and isinstance(d.get("value"), list) and len(d["value"]) == 2

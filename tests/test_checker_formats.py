@@ -167,15 +167,19 @@ def test_edn_vector_form_and_kv_keys(tmp_path):
 ])
 def test_edn_flat_lines_read_as_the_general_tokenizer_reads_them(text, flat):
     from history import importers
-    fast = importers._flat_values(text)
-    assert (fast is not None) is flat
-    if fast is not None:
+    read = importers._flat_values(text)
+    assert (read is not None) is flat
+    if read is not None:
+        fast, lines, refused = read
         general = list(importers._edn_values(text))
+        # each map's line, as the general reader's offsets give it
+        assert lines == [text.count("\n", 0, o) + 1 for o, _, _ in general]
+        assert refused is False
         assert [(o, v) for o, v, _ in fast] == [(o, v) for o, v, _ in general]
         assert [[type(x) for kv in v.items() for x in kv] for _, v, _ in fast] == \
             [[type(x) for kv in v.items() for x in kv] for _, v, _ in general]
         # ready for the op reader: keywords as plain strings, as _plain makes them
-        plain = importers._flat_values(text, plain=True)
+        plain = importers._flat_values(text, plain=True)[0]
         want = [{str(k): importers._plain(x) for k, x in v.items()} for _, v, _ in general]
         assert [v for _, v, _ in plain] == want
         assert all(type(x) is str for _, v, _ in plain for kv in v.items() for x in kv
@@ -428,3 +432,10 @@ def test_a_non_utf8_byte_names_its_line(tmp_path):
     with pytest.raises(BadInput) as e:
         read_history(path)
     assert e.value.line == 2 and "not UTF-8" in str(e.value)
+
+
+def test_edn_flat_lines_say_when_a_value_is_refused():
+    from history import importers
+    text = '{:process 1, :type :invoke, :f :write, :value ' + "9" * 5000 + '}\n'
+    fast, lines, refused = importers._flat_values(text)
+    assert lines == [1] and refused is True
