@@ -39,6 +39,12 @@ The invariants, each a name in `INVARIANTS`:
   the same term, by a majority of the durable logs (section 5.3: committed means held
   by a majority; 5.4: no server removes a committed entry), so an entry a leader
   counted on replicas that never made it durable, or never received it, shows;
+- `log-durable`: log[] is persistent state (Figure 2) and a committed entry is never
+  removed (section 5.4): a restart ("start": its last index), and the WAL after the
+  run, hold at least every entry up to the highest index the node told ("stable") it
+  knew committed and believed durable. This is how a follower that acknowledged
+  entries it never synced shows after any crash that drops unsynced writes, not only
+  when the loss changes what clients see;
 - the rules of checker.raft_rules (`election-restriction`, `current-term-leader`,
   `read-index`): each decision a node traced checked against the rule that governs it.
 
@@ -72,6 +78,8 @@ INVARIANTS: dict[str, str] = {
                             "on every node; commitIndex within the log",
     "committed-on-a-majority": "a majority of the logs hold every committed entry "
                                "(sections 5.3 and 5.4)",
+    "log-durable": "a restart recovers every committed entry the node believed durable "
+                   "(Figure 2, persistent state)",
     **raft_rules.RULES,
 }
 MAX_DETAILS = 50        # structured violations kept for the report (all lines are kept)
@@ -343,6 +351,50 @@ def committed_on_a_majority(nodes: list[NodeEvidence]) -> InvariantResult:
         checked, [])
 
 
+def log_durable(nodes: list[NodeEvidence]) -> InvariantResult:
+    """Figure 2 (log[] persistent) and section 5.4 (committed entries stay): a node's
+    log after a restart, and after the run, reaches every index it had told, by a
+    "stable" line, it knew committed and believed durable."""
+    out: list[Violation] = []
+    compared = 0
+    for n in nodes:
+        if not raft_rules.traced(n):
+            continue
+        told: tuple[int, Event] | None = None
+        for ev in n.events or []:
+            if ev.kind == "stable" and ev.int_field("index") is not None:
+                if told is None or ev.int_field("index") > told[0]:  # type: ignore[operator]
+                    told = (ev.int_field("index"), ev)  # type: ignore[assignment]
+            elif ev.kind == "start" and told is not None \
+                    and ev.int_field("last_index") is not None:
+                compared += 1
+                last = ev.int_field("last_index")
+                if last < told[0]:   # type: ignore[operator]
+                    out.append(_lost_log(n.node, told, last,  # type: ignore[arg-type]
+                                         f"restarted ({ev.where()}) with", ev))
+                    told = (last, ev)   # type: ignore[assignment]
+        if told is not None and n.durable is not None:
+            compared += 1
+            if n.durable.last < told[0]:
+                out.append(_lost_log(n.node, told, n.durable.last,
+                                     "'s raft.wal holds, after the run,", None))
+    untraced = [n.node for n in nodes if n.events is not None and not raft_rules.traced(n)]
+    return result(out, {"recoveries_compared": compared}, missing(nodes, "events") + (
+        [f"{', '.join(untraced)}: no trace lines (a node that does not write them)"]
+        if untraced else []))
+
+
+def _lost_log(node: str, told: tuple[int, Event], last: int, subject: str,
+              ev: Event | None) -> Violation:
+    index, where = told
+    sep = "" if subject.startswith("'") else " "
+    return Violation(
+        "log-durable", f"log[] is persistent (Figure 2): {node}{sep}{subject} a log "
+        f"ending at index {last}, below index {index} it knew committed and believed "
+        f"durable ({where.where()})", [node], index=index,
+        refs=[where.ref(node)] + ([ev.ref(node)] if ev else []))
+
+
 CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "election-safety": election_safety,
     "one-vote-per-term": one_vote_per_term,
@@ -351,6 +403,7 @@ CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "log-matching": log_matching,
     "state-machine-safety": state_machine_safety,
     "committed-on-a-majority": committed_on_a_majority,
+    "log-durable": log_durable,
     **raft_rules.CHECKS,
 }
 

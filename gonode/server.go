@@ -39,6 +39,9 @@ type Server struct {
 	trace    *traceInputs
 	followed [2]uint64
 	readTerm uint64
+	// the last `stable` line: the index told and when
+	stableTold uint64
+	stableAt   time.Time
 	boot                       string
 	nextID                     atomic.Uint64
 	stopc                      chan struct{}
@@ -179,6 +182,7 @@ func (s *Server) ready(rd raft.Ready) {
 			s.log.Fatalf("appending to the log: %v", err)
 		}
 	}
+	s.tellStable(rd)
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		s.log.Warningf("ignoring a snapshot at index %d (this node never compacts)", rd.Snapshot.GetMetadata().GetIndex())
 	}
@@ -322,6 +326,22 @@ func roleName(r raft.StateType) string {
 		return "pre-candidate"
 	}
 	return "follower"
+}
+
+// tellStable writes a `stable` line (at most once a second, as it moves): every entry
+// up to min(commit, last index) is committed and now written and fsynced, so every
+// restart must recover it (Figure 2: log[] is persistent; section 5.4).
+func (s *Server) tellStable(rd raft.Ready) {
+	commit := s.commit
+	if rd.HardState != nil {
+		commit = rd.HardState.GetCommit()
+	}
+	last, _ := s.storage.LastIndex()
+	known := min(commit, last)
+	if known > s.stableTold && time.Since(s.stableAt) >= time.Second {
+		s.stableTold, s.stableAt = known, time.Now()
+		s.events.Emit("stable", map[string]any{"index": known})
+	}
 }
 
 // Stepper is the node as the transport should step it: each message's trace inputs

@@ -177,11 +177,12 @@ def test_a_foreign_node_with_event_lines_only_keeps_the_invariants_they_cover(tm
     r = checks["raft-invariants"]
     assert r["valid"] is True and r["not_checked"] == [
         "committed-on-a-majority", "current-term-leader", "election-restriction",
-        "log-matching", "read-index", "state-machine-safety"]
+        "log-durable", "log-matching", "read-index", "state-machine-safety"]
     assert set(r["invariants"]) == {"election-safety", "one-vote-per-term",
                                     "terms-never-decrease", "commit-rule"}
     assert ("committed-on-a-majority, current-term-leader, election-restriction, "
-            "log-matching, read-index, state-machine-safety not checked") in results["warnings"][0]
+            "log-durable, log-matching, read-index, state-machine-safety not checked"
+            ) in results["warnings"][0]
     add_to_results(results, checks)
     assert verdict_line(results).endswith("the Raft invariants their evidence covers "
                                           "(election-safety, one-vote-per-term, "
@@ -317,8 +318,8 @@ def test_the_run_verdict_is_the_worst_of_all_checkers(tmp_path):
     assert "node-health: true (3 nodes: 0 unexpected exits, 0 fatal events" in text
     assert ("raft-invariants: false (election-safety FAILED, one-vote-per-term, "
             "terms-never-decrease, commit-rule, log-matching, state-machine-safety, "
-            "committed-on-a-majority, election-restriction, current-term-leader, "
-            "read-index)") in text
+            "committed-on-a-majority, log-durable, election-restriction, "
+            "current-term-leader, read-index)") in text
     assert "  Election Safety (Figure 3): term 2 has 2 leaders" in text
     assert verdict_line(results) == ("INVALID: a Raft invariant was violated (see above "
                                      "and results.json).")
@@ -455,8 +456,8 @@ def test_a_real_cluster_keeps_every_invariant_and_a_broken_copy_does_not(tmp_pat
     assert {k: v["valid"] for k, v in r["invariants"].items()} == {
         k: True for k in ("election-safety", "one-vote-per-term", "terms-never-decrease",
                           "commit-rule", "log-matching", "state-machine-safety",
-                          "committed-on-a-majority", "election-restriction",
-                          "current-term-leader", "read-index")}
+                          "committed-on-a-majority", "log-durable",
+                          "election-restriction", "current-term-leader", "read-index")}
     ch = r["checked"]
     assert ch["election-safety"]["leader_events"] >= 2           # before and after the kill
     assert ch["commit-rule"]["commit_events"] >= 1               # each leader told its first

@@ -78,8 +78,8 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
                                                            "state-machine-safety"]
     assert set(inv["invariants"]) == {"election-safety", "one-vote-per-term",
                                       "terms-never-decrease", "commit-rule",
-                                      "election-restriction", "current-term-leader",
-                                      "read-index"}
+                                      "log-durable", "election-restriction",
+                                      "current-term-leader", "read-index"}
     ch = inv["checked"]
     assert ch["election-safety"]["leader_events"] >= 1, ch
     assert ch["commit-rule"]["commit_events"] >= 1, ch

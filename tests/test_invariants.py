@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from checker.invariants import (DurableState, Event, NodeEvidence, check_invariants,
-                                commit_rule, committed_on_a_majority, election_safety, log_matching, one_vote_per_term,
+                                commit_rule, committed_on_a_majority, election_safety,
+                                log_durable, log_matching, one_vote_per_term,
                                 state_machine_safety, terms_never_decrease)
 
 W = {"op": "write", "key": 1, "value": 5}
@@ -43,6 +44,7 @@ def clean_cluster() -> list[NodeEvidence]:
                     ev("n2", 5, "follow", term=1, leader="n1", leader_term=1),
                     ev("n2", 5, "persisted", term=2, vote="n2"),
                     ev("n2", 6, "leader", term=2),
+                    ev("n2", 6, "stable", index=3),
                     ev("n2", 7, "start", term=2, vote="n2", commit=3, last_index=4, bugs=[],
                        trace=1)],
              log, term=2, vote="n2", commit=3),
@@ -63,8 +65,8 @@ def test_clean_evidence_is_valid_and_counts_what_was_compared():
     assert {k: v["valid"] for k, v in out["invariants"].items()} == {
         "election-safety": True, "one-vote-per-term": True, "terms-never-decrease": True,
         "commit-rule": True, "log-matching": True, "state-machine-safety": True,
-        "committed-on-a-majority": True, "election-restriction": True,
-        "current-term-leader": True, "read-index": True}
+        "committed-on-a-majority": True, "log-durable": True,
+        "election-restriction": True, "current-term-leader": True, "read-index": True}
     ch = out["checked"]
     assert ch["commit-rule"] == {"commit_events": 1}
     assert ch["election-safety"] == {"leader_events": 2, "terms_with_a_leader": 2}
@@ -74,6 +76,7 @@ def test_clean_evidence_is_valid_and_counts_what_was_compared():
     assert ch["election-restriction"] == {"votes_compared": 3}
     assert ch["current-term-leader"] == {"leaders_followed": 2}
     assert ch["read-index"] == {"first_reads_of_a_term": 1}
+    assert ch["log-durable"] == {"recoveries_compared": 2}   # n2's restart and WAL
     assert json.loads(json.dumps(out)) == out  # results.json material
 
 
@@ -202,6 +205,33 @@ def test_a_vote_cleared_by_a_new_term_is_rule_abiding():
     assert terms_never_decrease(nodes).valid is True
 
 
+def test_a_restart_that_lost_committed_entries_it_believed_durable():
+    """A follower acknowledged entries it never synced; a crash that dropped unsynced
+    writes took back entries it had told it knew committed."""
+    nodes = clean_cluster()
+    nodes[1].events.append(ev("n2", 9, "stable", index=4))
+    nodes[1].events.append(ev("n2", 10, "start", term=2, vote="n2", commit=2, last_index=2,
+                              bugs=[], trace=1))
+    r = log_durable(nodes)
+    assert r.valid is False
+    assert [v.text for v in r.violations] == [
+        "log[] is persistent (Figure 2): n2 restarted (n2.log line 10, 00:00:10.000) "
+        "with a log ending at index 2, below index 4 it knew committed and believed "
+        "durable (n2.log line 9, 00:00:09.000)"]
+
+
+def test_a_wal_that_ends_below_a_told_stable_index():
+    nodes = clean_cluster()
+    nodes[2].events.append(ev("n3", 9, "stable", index=3))   # its WAL holds 3 entries
+    assert log_durable(nodes).valid is True
+    nodes[2].events.append(ev("n3", 10, "stable", index=4))
+    r = log_durable(nodes)
+    assert [v.text for v in r.violations] == [
+        "log[] is persistent (Figure 2): n3's raft.wal holds, after the run, a log "
+        "ending at index 3, below index 4 it knew committed and believed durable "
+        "(n3.log line 10, 00:00:10.000)"]
+
+
 def test_logs_that_share_a_term_at_an_index_but_differ_below_it():
     nodes = clean_cluster()
     nodes[2].durable.entries[1] = (1, W2)  # n3: index 2 differs, index 3 (term 2) agrees
@@ -278,8 +308,9 @@ def test_missing_evidence_is_unknown_never_false():
     assert out["invariants"]["log-matching"]["unknown_reason"] == "n3: no data/<id>/raft.wal"
     assert out["unknown_reason"] == (
         "n3: no event lines in nodes/<id>.log (election-safety, one-vote-per-term, "
-        "terms-never-decrease, commit-rule, election-restriction, current-term-leader, "
-        "read-index); n3: no data/<id>/raft.wal (log-matching, state-machine-safety)")
+        "terms-never-decrease, commit-rule, log-durable, election-restriction, "
+        "current-term-leader, read-index); n3: no data/<id>/raft.wal (log-matching, "
+        "state-machine-safety)")
     assert out["nodes"]["n3"] == {"events": None, "durable": None, "missing": {
         "durable": "no data/n3/raft.wal", "events": "no event lines in nodes/n3.log"}}
 

@@ -26,8 +26,8 @@ HTTP statuses (the JSON body is authoritative): 200 ok, 400 malformed (12),
 
 Event lines: besides its ordinary log, the node writes the facts a run checks after
 the fact (docs/spec.md section 5) as lines of the logger `raftcheck.node.events`:
-`raft-event {"event": ...}` for start, persisted, vote, follow, leader, commit, read,
-snapshot and fatal (vote, follow and read are the core's Ready.trace).
+`raft-event {"event": ...}` for start, persisted, stable, vote, follow, leader, commit,
+read, snapshot and fatal (vote, follow and read are the core's Ready.trace).
 
 Snapshots (paper section 7): every `snapshot_entries` applied entries the pump saves
 the register machine's state (registers and the exactly-once table) and compacts the
@@ -75,6 +75,7 @@ EVENT_PREFIX = "raft-event "
 # The "start" line's `trace`: this node's vote lines carry both logs' last (term, index)
 # and it writes follow and read lines (docs/spec.md section 5)
 TRACE_VERSION = 1
+STABLE_EVERY_S = 1.0    # at most one `stable` line a second
 
 STALL_WARN_S = 0.1
 
@@ -122,6 +123,8 @@ class NodeServer:
         self._led_term: int | None = None    # the last term announced as leader
         # the commit index when it took office; None once its first commit was told
         self._led_from: int | None = None
+        # the last `stable` line: the index told and when (time.monotonic)
+        self._stable_told, self._stable_at = 0, 0.0
         self.stopped = asyncio.Event()
         self._stopping = False
         self.fatal: str | None = None
@@ -424,6 +427,20 @@ class NodeServer:
         if rd.term_or_vote_changed and rd.hard_state is not None:
             # The node now believes its term and vote durable.
             self.event("persisted", term=rd.hard_state.term, vote=rd.hard_state.voted_for)
+        self._tell_stable()
+
+    def _tell_stable(self) -> None:
+        """Figure 2: log[] is persistent state, and a committed entry is never removed
+        (section 5.4): every entry up to min(commit index, last index) is committed
+        and, once this Ready is written, believed durable; a restart must recover it
+        (checker.invariants log-durable). Told as it moves, at most once a second."""
+        core = self.core
+        assert core is not None
+        known = min(core.commit_index, core.log_length())
+        now = time.monotonic()
+        if known > self._stable_told and now - self._stable_at >= STABLE_EVERY_S:
+            self._stable_told, self._stable_at = known, now
+            self.event("stable", index=known)
 
     def _must_fsync(self, rd: Ready) -> bool:
         if not rd.must_sync():
