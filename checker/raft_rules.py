@@ -68,32 +68,22 @@ def election_restriction(nodes: list[NodeEvidence]) -> InvariantResult:
 
 def current_term_leader(nodes: list[NodeEvidence]) -> InvariantResult:
     """Figure 2, AppendEntries receiver 1 ("reply false if term < currentTerm"): a
-    leader followed is the leader of the node's current term, which is at least the
-    term it last persisted or recovered in this life."""
+    leader followed is the leader of the node's current term at that moment (the
+    line's own `term`: a Ready's "persisted" line gives the term at its end, after
+    every message it handled, so it cannot stand for the term of each)."""
     out, follows = [], 0
     for n in _traced(nodes):
-        known: tuple[int, Event] | None = None    # the node's term and where it shows
         for ev in n.events or []:
-            term = ev.int_field("term")
-            if term is None:
-                continue
-            if ev.kind == "start" or (ev.kind == "persisted"
-                                      and (known is None or term > known[0])):
-                known = (term, ev)
-            if ev.kind != "follow" or ev.int_field("leader_term") is None:
+            term, leader_term = ev.int_field("term"), ev.int_field("leader_term")
+            if ev.kind != "follow" or term is None or leader_term is None:
                 continue
             follows += 1
-            leader_term = ev.int_field("leader_term")
-            at = max(term, known[0] if known else 0)
-            if leader_term < at:   # type: ignore[operator]
-                since = known[1] if known and known[0] == at else ev
+            if leader_term < term:
                 out.append(Violation(
                     "current-term-leader", f"AppendEntries only from the current term "
-                    f"(Figure 2, receiver 1): {n.node}, at term {at} ({since.where()}), "
-                    f"followed {ev.data.get('leader')}, leader of the older term "
-                    f"{leader_term} ({ev.where()})", [n.node], term=leader_term,
-                    refs=[since.ref(n.node)] + ([ev.ref(n.node)] if since is not ev
-                                                else [])))
+                    f"(Figure 2, receiver 1): {n.node}, at term {term}, followed "
+                    f"{ev.data.get('leader')}, leader of the older term {leader_term} "
+                    f"({ev.where()})", [n.node], term=leader_term, refs=[ev.ref(n.node)]))
     return result(out, {"leaders_followed": follows}, _untraced(nodes))
 
 

@@ -44,14 +44,22 @@ def test_a_vote_for_a_shorter_log_of_the_same_term_breaks_it_and_a_newer_term_wi
 
 def test_following_the_leader_of_an_older_term_breaks_current_term_leader():
     nodes = clean_cluster()
-    # n3 is at term 2 (persisted at line 5); a deposed leader of term 1 is taken
     nodes[2].events.append(ev("n3", 9, "follow", term=2, leader="n1", leader_term=1))
     r = current_term_leader(nodes)
     assert r.valid is False
     assert [v.text for v in r.violations] == [
-        "AppendEntries only from the current term (Figure 2, receiver 1): n3, at term 2 "
-        "(n3.log line 5, 00:00:05.000), followed n1, leader of the older term 1 "
-        "(n3.log line 9, 00:00:09.000)"]
+        "AppendEntries only from the current term (Figure 2, receiver 1): n3, at term 2, "
+        "followed n1, leader of the older term 1 (n3.log line 9, 00:00:09.000)"]
+
+
+def test_a_ready_that_moved_through_terms_is_not_a_stale_follow():
+    """One Ready handled AppendEntries of terms 3 and then 4: its "persisted" line (the
+    term at its end) comes before both "follow" lines, each at its own term."""
+    nodes = clean_cluster()
+    nodes[2].events += [ev("n3", 9, "persisted", term=4, vote=None),
+                        ev("n3", 10, "follow", term=3, leader="n1", leader_term=3),
+                        ev("n3", 11, "follow", term=4, leader="n1", leader_term=4)]
+    assert current_term_leader(nodes).valid is True
 
 
 def test_a_read_at_an_older_terms_entry_breaks_read_index():
