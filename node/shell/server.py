@@ -67,15 +67,10 @@ from node.shell.api import (CRASH, HTTP_STATUS, MALFORMED, MAX_BODY, NOT_LEADER,
                             TIMEOUT, UNAVAILABLE, Malformed, error_reply, parse_request)
 from node.shell.httpguard import BODY_TIMEOUT_S, ConnectionGuard, raise_fd_limit
 from node.shell.storage import DataDirLocked, Storage, StorageCorrupted
+from node.shell.events import TRACE_VERSION, EventLines
 from node.shell.transport import Transport
 
 _log = logging.getLogger("raftcheck.node.server")
-_events = logging.getLogger("raftcheck.node.events")
-EVENT_PREFIX = "raft-event "
-# The "start" line's `trace`: this node's vote lines carry both logs' last (term, index)
-# and it writes follow and read lines (docs/spec.md section 5)
-TRACE_VERSION = 1
-STABLE_EVERY_S = 1.0    # at most one `stable` line a second
 
 STALL_WARN_S = 0.1
 
@@ -102,7 +97,7 @@ class NodeServer:
         self.bugs = frozenset(bugs)
         self.log = logging.LoggerAdapter(_log, {"node_id": cfg.node_id})
         self.trace = BugTrace(self.log)
-        self.events = logging.LoggerAdapter(_events, {"node_id": cfg.node_id})
+        self.events = EventLines(cfg.node_id)
         self.storage = Storage(cfg.data_dir, fsync=cfg.fsync, node_id=cfg.node_id)
         self.machine = RegisterMachine(self.bugs)
         self.core: RaftCore | None = None
@@ -123,8 +118,6 @@ class NodeServer:
         self._led_term: int | None = None    # the last term announced as leader
         # the commit index when it took office; None once its first commit was told
         self._led_from: int | None = None
-        # the last `stable` line: the index told and when (time.monotonic)
-        self._stable_told, self._stable_at = 0, 0.0
         self.stopped = asyncio.Event()
         self._stopping = False
         self.fatal: str | None = None
@@ -148,9 +141,8 @@ class NodeServer:
                           **core_options(self.bugs))
 
     def event(self, name: str, **fields: Any) -> None:
-        """One event line: `raft-event {"event": name, ...}` (docs/spec.md section 5)."""
-        self.events.info("%s%s", EVENT_PREFIX, json.dumps({"event": name, **fields},
-                                                          separators=(",", ":")))
+        """One event line (node.shell.events)."""
+        self.events.event(name, **fields)
 
     async def start(self) -> None:
         """Recover from the WAL, bind the peer and client ports, start ticking."""
@@ -427,20 +419,8 @@ class NodeServer:
         if rd.term_or_vote_changed and rd.hard_state is not None:
             # The node now believes its term and vote durable.
             self.event("persisted", term=rd.hard_state.term, vote=rd.hard_state.voted_for)
-        self._tell_stable()
-
-    def _tell_stable(self) -> None:
-        """Figure 2: log[] is persistent state, and a committed entry is never removed
-        (section 5.4): every entry up to min(commit index, last index) is committed
-        and, once this Ready is written, believed durable; a restart must recover it
-        (checker.invariants log-durable). Told as it moves, at most once a second."""
-        core = self.core
-        assert core is not None
-        known = min(core.commit_index, core.log_length())
-        now = time.monotonic()
-        if known > self._stable_told and now - self._stable_at >= STABLE_EVERY_S:
-            self._stable_told, self._stable_at = known, now
-            self.event("stable", index=known)
+        assert self.core is not None
+        self.events.stable(self.core.commit_index, self.core.log_length())
 
     def _must_fsync(self, rd: Ready) -> bool:
         if not rd.must_sync():
