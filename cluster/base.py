@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import os
 import signal
 import threading
 import time
@@ -150,7 +151,24 @@ class SignalTeardown:
         if callable(prev):
             prev(signum, frame)
         elif prev != signal.SIG_IGN:
+            # A signal handler's exception can land where Python ignores exceptions
+            # (a weakref callback, a __del__): then the process would run on with
+            # its cluster gone. If it is still alive after the grace, the signal
+            # comes again, to the default action teardown restored.
+            threading.Thread(target=_resend, args=(signum,), name="signal-resend",
+                             daemon=True).start()
             raise SystemExit(128 + signum)
+
+
+SIGNAL_RESEND_S = 10.0   # a process still alive this long after SIGTERM gets it again
+
+
+def _resend(signum: int) -> None:
+    """Deliver `signum` again after SIGNAL_RESEND_S, if its handler is the default by
+    then (the exit the first one started was lost, or is stuck)."""
+    time.sleep(SIGNAL_RESEND_S)
+    if signal.getsignal(signum) == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
 
 
 def make_cluster(backend: str, node_count: int, run_dir: Path | str,
