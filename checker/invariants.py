@@ -378,10 +378,7 @@ def log_durable(nodes: list[NodeEvidence]) -> InvariantResult:
             if n.durable.last < told[0]:
                 out.append(_lost_log(n.node, told, n.durable.last,
                                      "'s raft.wal holds, after the run,", None))
-    untraced = [n.node for n in nodes if n.events is not None and not raft_rules.traced(n)]
-    return result(out, {"recoveries_compared": compared}, missing(nodes, "events") + (
-        [f"{', '.join(untraced)}: no trace lines (a node that does not write them)"]
-        if untraced else []))
+    return result(out, {"recoveries_compared": compared}, raft_rules.untraced(nodes))
 
 
 def _lost_log(node: str, told: tuple[int, Event], last: int, subject: str,

@@ -63,7 +63,7 @@ def election_restriction(nodes: list[NodeEvidence]) -> InvariantResult:
                     f"({ev.where()}), whose log ends at term {cand[0]} index {cand[1]}, "
                     f"behind its own (term {own[0]} index {own[1]})", [n.node], term=term,
                     refs=[ev.ref(n.node)]))
-    return result(out, {"votes_compared": compared}, _untraced(nodes))
+    return result(out, {"votes_compared": compared}, untraced(nodes))
 
 
 def current_term_leader(nodes: list[NodeEvidence]) -> InvariantResult:
@@ -84,7 +84,7 @@ def current_term_leader(nodes: list[NodeEvidence]) -> InvariantResult:
                     f"(Figure 2, receiver 1): {n.node}, at term {term}, followed "
                     f"{ev.data.get('leader')}, leader of the older term {leader_term} "
                     f"({ev.where()})", [n.node], term=leader_term, refs=[ev.ref(n.node)]))
-    return result(out, {"leaders_followed": follows}, _untraced(nodes))
+    return result(out, {"leaders_followed": follows}, untraced(nodes))
 
 
 def read_index(nodes: list[NodeEvidence]) -> InvariantResult:
@@ -106,7 +106,7 @@ def read_index(nodes: list[NodeEvidence]) -> InvariantResult:
                     f"{entry_term}, before an entry of its own term was committed "
                     f"({ev.where()})", [n.node], term=term, index=index,
                     refs=[ev.ref(n.node)]))
-    return result(out, {"first_reads_of_a_term": reads}, _untraced(nodes))
+    return result(out, {"first_reads_of_a_term": reads}, untraced(nodes))
 
 
 CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
@@ -120,7 +120,7 @@ def _traced(nodes: list[NodeEvidence]) -> list[NodeEvidence]:
     return [n for n in nodes if traced(n)]
 
 
-def _untraced(nodes: list[NodeEvidence]) -> list[str]:
+def untraced(nodes: list[NodeEvidence]) -> list[str]:
     """Why some nodes' decisions could not be checked (no event lines, or no trace)."""
     without = [n.node for n in nodes if n.events is not None and not traced(n)]
     return missing(nodes, "events") + (
