@@ -16,7 +16,14 @@ rules below check the decision against them:
   leader's AppendEntries or InstallSnapshot ("follow" line, one per new leader and
   term) only at its own current term, never from the leader of an older term;
 - `read-index` (dissertation 6.4, ReadIndex step 1): a leader serves its first read
-  of a term ("read" line) only at a commit index holding an entry of that term.
+  of a term ("read" line) only at a commit index holding an entry of that term;
+- `commit-quorum` (Figure 2, rules for leaders; section 5.4.2): a leader advances its
+  commit index ("acked" line, trace 2) only to an entry of its own term that a
+  majority holds by what the followers' replies confirmed (matchIndex follows the
+  replies, never what was sent), the leader's own persisted log counting for it;
+- `read-quorum` (dissertation 6.4, ReadIndex step 3): a leader releases reads
+  ("confirmed" line, trace 2) only once a majority, itself included, answered a
+  message sent after the reads arrived (no lease counted in the leader's own time).
 
 A node without trace lines (an older node, or a node of the user's own) leaves these
 "unknown"; for a node of the user's own the run leaves them out with a warning.
@@ -36,12 +43,20 @@ RULES: dict[str, str] = {
                            "current term (Figure 2, AppendEntries receiver 1)",
     "read-index": "a leader serves reads only once an entry of its term is committed "
                   "(dissertation 6.4, ReadIndex)",
+    "commit-quorum": "a leader commits only an entry of its term that the replies of a "
+                     "majority confirmed (Figure 2, rules for leaders)",
+    "read-quorum": "a leader serves reads only after a majority confirmed its "
+                   "leadership (dissertation 6.4, ReadIndex step 3)",
 }
+# the trace version that brings each rule's lines (the "start" line's `trace`)
+VERSION = {"election-restriction": 1, "current-term-leader": 1, "read-index": 1,
+           "commit-quorum": 2, "read-quorum": 2}
 
 
-def traced(n: NodeEvidence) -> bool:
-    """Whether the node writes trace lines (its "start" line says `trace` >= 1)."""
-    return any(ev.kind == "start" and (ev.int_field("trace") or 0) >= 1
+def traced(n: NodeEvidence, version: int = 1) -> bool:
+    """Whether the node writes trace lines of this version (its "start" line says
+    `trace` >= version)."""
+    return any(ev.kind == "start" and (ev.int_field("trace") or 0) >= version
                for ev in n.events or [])
 
 
@@ -109,23 +124,87 @@ def read_index(nodes: list[NodeEvidence]) -> InvariantResult:
     return result(out, {"first_reads_of_a_term": reads}, untraced(nodes))
 
 
+def commit_quorum(nodes: list[NodeEvidence]) -> InvariantResult:
+    """Figure 2, rules for leaders: commitIndex = N only if log[N].term ==
+    currentTerm (section 5.4.2) and a majority of matchIndex[i] >= N, where
+    matchIndex follows what the followers' replies confirmed ("Students' Guide to
+    Raft": setting it from what was sent "is not safe"). The leader itself counts if
+    its own log is persisted up to N."""
+    out, commits = [], 0
+    for n in _traced(nodes, 2):
+        for ev in n.events or []:
+            term, index, entry_term, own = (ev.int_field(k) for k in (
+                "term", "index", "entry_term", "own"))
+            peers = ev.data.get("peers")
+            if (ev.kind != "acked" or None in (term, index, entry_term, own)
+                    or not isinstance(peers, dict)
+                    or not all(type(v) is int for v in peers.values())):
+                continue
+            commits += 1
+            holders = (own >= index) + sum(1 for v in peers.values() if v >= index)
+            need = (len(peers) + 1) // 2 + 1
+            if entry_term != term or holders < need:
+                why = (f"whose entry is of the older term {entry_term}" if entry_term != term
+                       else f"held by {holders} of {len(peers) + 1} by what the replies "
+                            f"confirmed ({_confirmed(own, peers)}), not a majority")
+                out.append(Violation(
+                    "commit-quorum", f"commit rule (Figure 2, rules for leaders): "
+                    f"{n.node}, leader of term {term}, committed up to index {index}, "
+                    f"{why} ({ev.where()})", [n.node], term=term, index=index,
+                    refs=[ev.ref(n.node)]))
+    return result(out, {"commits_checked": commits}, untraced(nodes, 2))
+
+
+def read_quorum(nodes: list[NodeEvidence]) -> InvariantResult:
+    """Dissertation 6.4, ReadIndex step 3: the leader records its commit index, sends
+    a round of heartbeats, and serves the reads once a majority acknowledged one sent
+    after they arrived: it was still the leader when they arrived. A lease (6.4.1)
+    trusts the leader's clock instead, which a paused or slow node cannot."""
+    out, batches = [], 0
+    for n in _traced(nodes, 2):
+        for ev in n.events or []:
+            term, index, voters = (ev.int_field(k) for k in ("term", "index", "voters"))
+            peers = ev.data.get("peers")
+            if (ev.kind != "confirmed" or None in (term, index, voters)
+                    or not isinstance(peers, list)):
+                continue
+            batches += 1
+            if 1 + len(peers) < voters // 2 + 1:
+                out.append(Violation(
+                    "read-quorum", f"ReadIndex (dissertation 6.4, step 3): {n.node}, "
+                    f"leader of term {term}, served {ev.data.get('reads')} read(s) at "
+                    f"index {index} confirmed by {1 + len(peers)} of {voters} "
+                    f"({', '.join([n.node] + [str(p) for p in peers])}), not a majority "
+                    f"({ev.where()})", [n.node], term=term, index=index,
+                    refs=[ev.ref(n.node)]))
+    return result(out, {"read_batches_checked": batches}, untraced(nodes, 2))
+
+
 CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
     "election-restriction": election_restriction,
     "current-term-leader": current_term_leader,
     "read-index": read_index,
+    "commit-quorum": commit_quorum,
+    "read-quorum": read_quorum,
 }
 
 
-def _traced(nodes: list[NodeEvidence]) -> list[NodeEvidence]:
-    return [n for n in nodes if traced(n)]
+def _traced(nodes: list[NodeEvidence], version: int = 1) -> list[NodeEvidence]:
+    return [n for n in nodes if traced(n, version)]
 
 
-def untraced(nodes: list[NodeEvidence]) -> list[str]:
-    """Why some nodes' decisions could not be checked (no event lines, or no trace)."""
-    without = [n.node for n in nodes if n.events is not None and not traced(n)]
+def _confirmed(own: int, peers: dict) -> str:
+    return ", ".join([f"own log {own}"] + [f"{p} {v}" for p, v in sorted(peers.items())])
+
+
+def untraced(nodes: list[NodeEvidence], version: int = 1) -> list[str]:
+    """Why some nodes' decisions could not be checked (no event lines, or no trace
+    lines of this version)."""
+    without = [n.node for n in nodes if n.events is not None and not traced(n, version)]
     return missing(nodes, "events") + (
-        [f"{', '.join(without)}: no trace lines (a node that does not write them)"]
-        if without else [])
+        [f"{', '.join(without)}: no trace lines"
+         + (f" of version {version}" if version > 1 else "")
+         + " (a node that does not write them)"] if without else [])
 
 
 def _position(ev: Event, name: str) -> tuple[int, int] | None:

@@ -36,14 +36,15 @@ from node.shell.config import NodeConfig
 from node.shell.transport import encode_frame
 from checker.invariants import terms_never_decrease
 from checker.raft_evidence import Event, NodeEvidence
-from checker.raft_rules import current_term_leader, election_restriction, read_index
+from checker.raft_rules import (commit_quorum, current_term_leader, election_restriction,
+                                read_index, read_quorum)
 from tests.test_raft_core import Net, entries
 
 
 def rule_verdict(rule, node: str, trace: list[tuple[str, dict]], term: int = 0):
     """What a rule of checker.raft_rules says of one core's trace (Ready.trace) as
     the node would log it, after a "start" line at `term`."""
-    events = [Event("start", {"term": term, "trace": 1}, 1)] + [
+    events = [Event("start", {"term": term, "trace": 2}, 1)] + [
         Event(name, dict(fields), k + 2) for k, (name, fields) in enumerate(trace)]
     return rule([NodeEvidence(node, None, events)]).valid
 
@@ -226,6 +227,8 @@ def test_match_from_leader_log(bug):
     net.tick(4, ids=[leader, f1])            # heartbeats and f1's replies
     assert net.cores[f1].log_length() < index and net.cores[f2].log_length() < index
     assert (net.cores[leader].commit_index >= index) is bug
+    # the trace shows the commit the replies did not cover (checker.raft_rules)
+    assert rule_verdict(commit_quorum, leader, net.traces[leader]) is (not bug)
 
 
 @pytest.mark.parametrize("bug", [False, True])
@@ -311,6 +314,8 @@ def test_lease_reads(bug):
         assert rid == "r" and read_index < index   # a stale read
     else:
         assert net.reads[old] == []
+    # served with no quorum round: the trace shows it (checker.raft_rules)
+    assert rule_verdict(read_quorum, old, net.traces[old]) is (not bug)
 
 
 @pytest.mark.parametrize("bug", [False, True])

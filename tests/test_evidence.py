@@ -52,7 +52,7 @@ def event(t: int, node: str, **fields) -> str:
 
 def clean_log(node: str, leader_term: int | None = None, vote_for: str = "n1",
               trace: bool = True) -> list[str]:
-    traced = {"trace": 1} if trace else {}
+    traced = {"trace": 2} if trace else {}
     out = [line(1, "INFO", node, "raftcheck.node.server",
                 f"recovered term 0, vote None, 0 log entries from data/{node}; bugs: none"),
            event(1, node, event="start", term=0, vote=None, commit=0, last_index=0, bugs=[],
@@ -176,12 +176,14 @@ def test_a_foreign_node_with_event_lines_only_keeps_the_invariants_they_cover(tm
     leave_out_missing_invariants(checks, results)
     r = checks["raft-invariants"]
     assert r["valid"] is True and r["not_checked"] == [
-        "committed-on-a-majority", "current-term-leader", "election-restriction",
-        "log-durable", "log-matching", "read-index", "state-machine-safety"]
+        "commit-quorum", "committed-on-a-majority", "current-term-leader",
+        "election-restriction", "log-durable", "log-matching", "read-index",
+        "read-quorum", "state-machine-safety"]
     assert set(r["invariants"]) == {"election-safety", "one-vote-per-term",
                                     "terms-never-decrease", "commit-rule"}
-    assert ("committed-on-a-majority, current-term-leader, election-restriction, "
-            "log-durable, log-matching, read-index, state-machine-safety not checked"
+    assert ("commit-quorum, committed-on-a-majority, current-term-leader, "
+            "election-restriction, log-durable, log-matching, read-index, read-quorum, "
+            "state-machine-safety not checked"
             ) in results["warnings"][0]
     add_to_results(results, checks)
     assert verdict_line(results).endswith("the Raft invariants their evidence covers "
@@ -319,7 +321,7 @@ def test_the_run_verdict_is_the_worst_of_all_checkers(tmp_path):
     assert ("raft-invariants: false (election-safety FAILED, one-vote-per-term, "
             "terms-never-decrease, commit-rule, log-matching, state-machine-safety, "
             "committed-on-a-majority, log-durable, election-restriction, "
-            "current-term-leader, read-index)") in text
+            "current-term-leader, read-index, commit-quorum, read-quorum)") in text
     assert "  Election Safety (Figure 3): term 2 has 2 leaders" in text
     assert verdict_line(results) == ("INVALID: a Raft invariant was violated (see above "
                                      "and results.json).")
@@ -457,7 +459,8 @@ def test_a_real_cluster_keeps_every_invariant_and_a_broken_copy_does_not(tmp_pat
         k: True for k in ("election-safety", "one-vote-per-term", "terms-never-decrease",
                           "commit-rule", "log-matching", "state-machine-safety",
                           "committed-on-a-majority", "log-durable",
-                          "election-restriction", "current-term-leader", "read-index")}
+                          "election-restriction", "current-term-leader", "read-index",
+                              "commit-quorum", "read-quorum")}
     ch = r["checked"]
     assert ch["election-safety"]["leader_events"] >= 2           # before and after the kill
     assert ch["commit-rule"]["commit_events"] >= 1               # each leader told its first

@@ -28,14 +28,14 @@ def node(nid: str, events=None, entries=None, term=0, vote=None, commit=None,
 def clean_cluster() -> list[NodeEvidence]:
     log = [(1, None), (1, W), (2, None), (2, W2)]
     return [
-        node("n1", [ev("n1", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=1),
+        node("n1", [ev("n1", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=2),
                     ev("n1", 2, "persisted", term=1, vote="n1"),
                     ev("n1", 3, "leader", term=1),
                     ev("n1", 4, "commit", term=1, index=2, entry_term=1),
                     ev("n1", 5, "read", term=1, index=2, entry_term=1),
                     ev("n1", 9, "persisted", term=2, vote="n2")],
              log, term=2, vote="n2", commit=4),
-        node("n2", [ev("n2", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=1),
+        node("n2", [ev("n2", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=2),
                     ev("n2", 2, "persisted", term=1, vote="n1"),
                     ev("n2", 3, "vote", term=1, candidate="n1", candidate_last=[0, 0],
                        own_last=[0, 0]),
@@ -46,9 +46,9 @@ def clean_cluster() -> list[NodeEvidence]:
                     ev("n2", 6, "leader", term=2),
                     ev("n2", 6, "stable", index=3),
                     ev("n2", 7, "start", term=2, vote="n2", commit=3, last_index=4, bugs=[],
-                       trace=1)],
+                       trace=2)],
              log, term=2, vote="n2", commit=3),
-        node("n3", [ev("n3", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=1),
+        node("n3", [ev("n3", 1, "start", term=0, vote=None, commit=0, last_index=0, bugs=[], trace=2),
                     ev("n3", 2, "persisted", term=1, vote=None),
                     ev("n3", 5, "persisted", term=2, vote="n2"),
                     ev("n3", 6, "vote", term=2, candidate="n2", candidate_last=[1, 2],
@@ -66,7 +66,8 @@ def test_clean_evidence_is_valid_and_counts_what_was_compared():
         "election-safety": True, "one-vote-per-term": True, "terms-never-decrease": True,
         "commit-rule": True, "log-matching": True, "state-machine-safety": True,
         "committed-on-a-majority": True, "log-durable": True,
-        "election-restriction": True, "current-term-leader": True, "read-index": True}
+        "election-restriction": True, "current-term-leader": True, "read-index": True,
+        "commit-quorum": True, "read-quorum": True}
     ch = out["checked"]
     assert ch["commit-rule"] == {"commit_events": 1}
     assert ch["election-safety"] == {"leader_events": 2, "terms_with_a_leader": 2}
@@ -211,7 +212,7 @@ def test_a_restart_that_lost_committed_entries_it_believed_durable():
     nodes = clean_cluster()
     nodes[1].events.append(ev("n2", 9, "stable", index=4))
     nodes[1].events.append(ev("n2", 10, "start", term=2, vote="n2", commit=2, last_index=2,
-                              bugs=[], trace=1))
+                              bugs=[], trace=2))
     r = log_durable(nodes)
     assert r.valid is False
     assert [v.text for v in r.violations] == [
@@ -309,7 +310,8 @@ def test_missing_evidence_is_unknown_never_false():
     assert out["unknown_reason"] == (
         "n3: no event lines in nodes/<id>.log (election-safety, one-vote-per-term, "
         "terms-never-decrease, commit-rule, log-durable, election-restriction, "
-        "current-term-leader, read-index); n3: no data/<id>/raft.wal (log-matching, "
+        "current-term-leader, read-index, commit-quorum, read-quorum); n3: no "
+        "data/<id>/raft.wal (log-matching, "
         "state-machine-safety)")
     assert out["nodes"]["n3"] == {"events": None, "durable": None, "missing": {
         "durable": "no data/n3/raft.wal", "events": "no event lines in nodes/n3.log"}}

@@ -6,7 +6,8 @@ node.core.raft emits the trace (Ready.trace) that the rules read."""
 from __future__ import annotations
 
 from checker.invariants import check_invariants
-from checker.raft_rules import current_term_leader, election_restriction, read_index
+from checker.raft_rules import (CHECKS, commit_quorum, current_term_leader,
+                                election_restriction, read_index, read_quorum)
 from node.core.messages import AppendEntries, LogEntry, RequestVote
 from tests.test_invariants import clean_cluster, ev
 import random
@@ -18,8 +19,53 @@ from tests.test_raft_core import CFG
 
 def test_clean_trace_keeps_every_rule():
     nodes = clean_cluster()
-    for check in (election_restriction, current_term_leader, read_index):
+    for check in CHECKS.values():
         assert check(nodes).valid is True
+
+
+def test_a_commit_the_replies_do_not_cover_breaks_commit_quorum():
+    nodes = clean_cluster()
+    nodes[0].events += [
+        ev("n1", 9, "acked", term=1, index=3, entry_term=1, own=3, peers={"n2": 3, "n3": 0}),
+        ev("n1", 10, "acked", term=1, index=5, entry_term=1, own=5, peers={"n2": 4, "n3": 2})]
+    r = commit_quorum(nodes)
+    assert r.valid is False and r.checked == {"commits_checked": 2}
+    assert [v.text for v in r.violations] == [
+        "commit rule (Figure 2, rules for leaders): n1, leader of term 1, committed up to "
+        "index 5, held by 1 of 3 by what the replies confirmed (own log 5, n2 4, n3 2), "
+        "not a majority (n1.log line 10, 00:00:10.000)"]
+
+
+def test_a_commit_of_an_older_terms_entry_breaks_commit_quorum_even_on_a_majority():
+    nodes = clean_cluster()
+    nodes[0].events.append(ev("n1", 9, "acked", term=3, index=4, entry_term=2, own=4,
+                              peers={"n2": 4, "n3": 4}))
+    [v] = commit_quorum(nodes).violations
+    assert "whose entry is of the older term 2" in v.text and v.index == 4
+
+
+def test_reads_released_without_a_majority_break_read_quorum():
+    nodes = clean_cluster()
+    nodes[1].events += [
+        ev("n2", 8, "confirmed", term=2, index=6, reads=3, voters=3, peers=["n3"]),
+        ev("n2", 9, "confirmed", term=2, index=7, reads=1, voters=3, peers=[])]
+    r = read_quorum(nodes)
+    assert r.checked == {"read_batches_checked": 2}
+    assert [v.text for v in r.violations] == [
+        "ReadIndex (dissertation 6.4, step 3): n2, leader of term 2, served 1 read(s) at "
+        "index 7 confirmed by 1 of 3 (n2), not a majority (n2.log line 9, 00:00:09.000)"]
+
+
+def test_version_1_trace_leaves_the_quorum_rules_unknown():
+    nodes = clean_cluster()
+    for e in (e for n in nodes for e in n.events if e.kind == "start"):
+        e.data["trace"] = 1
+    nodes[0].events.append(ev("n1", 9, "acked", term=1, index=5, entry_term=1, own=5,
+                              peers={"n2": 0, "n3": 0}))
+    for check in (commit_quorum, read_quorum):
+        r = check(nodes)
+        assert r.valid == "unknown" and r.unknown_reason == (
+            "n1, n2, n3: no trace lines of version 2 (a node that does not write them)")
 
 
 def test_a_vote_for_a_longer_but_older_log_breaks_the_election_restriction():

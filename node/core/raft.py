@@ -372,6 +372,7 @@ class RaftCore:
             self.trace.acted(LEASE_READS, "read at %d served on the lease (election "
                              "elapsed %d ticks)", self._commit, self._election_elapsed)
             self._trace_read(self._commit)
+            self._trace_confirmed(self._commit, 1, [])
             self._reads_ready.append((request_id, self._commit))
             return True
         self._reads_unsent.append(request_id)
@@ -637,6 +638,7 @@ class RaftCore:
                 self.log_.warning("bogus match_index %d from %s", m.match_index, m.sender)
                 return
             confirmed = m.match_index
+            pr.acked = max(pr.acked, confirmed)
             if MATCH_FROM_LEADER_LOG in self.bugs:
                 # Planted bug: matchIndex from what was sent (nextIndex - 1), not from
                 # what this reply confirms (Figure 2: matchIndex is for safety).
@@ -689,6 +691,11 @@ class RaftCore:
                                  "(entry %d has term %d, current term %d)", self._commit + 1,
                                  n, n, self._term_at(n), self._term)
             self._commit = n
+            # Figure 2, rules for leaders: what the replies confirmed, beside the
+            # commit (checker.raft_rules commit-quorum)
+            self._trace("acked", term=self._term, index=n, entry_term=self._term_at(n) or 0,
+                        own=self._stable, peers={p: pr.acked
+                                                 for p, pr in self._progress.items()})
             # Followers learn the new commit index with the next entries or
             # heartbeat: no extra message round per commit.
             self._release_waiting_reads()
@@ -787,6 +794,7 @@ class RaftCore:
                                   m.sender)
                 return
             pr.match = max(pr.match, m.last_included_index)
+            pr.acked = max(pr.acked, m.last_included_index)
             if pr.match >= self._log.base:
                 pr.snap_index, pr.probing, pr.probe_sent = 0, False, False
                 pr.next = pr.match + 1
@@ -827,13 +835,24 @@ class RaftCore:
         acks = sorted([pr.read_ack for pr in self._progress.values()] + [self._read_ctx],
                       reverse=True)
         confirmed = acks[self._quorum() - 1]
-        keep = []
+        keep, released = [], {}
         for ctx, rid, idx in self._reads_pending:
             if ctx <= confirmed:
                 self._reads_ready.append((rid, idx))
+                released[ctx] = (idx, released.get(ctx, (idx, 0))[1] + 1)
             else:
                 keep.append((ctx, rid, idx))
         self._reads_pending = keep
+        for ctx, (idx, count) in released.items():
+            self._trace_confirmed(idx, count, [p for p, pr in self._progress.items()
+                                               if pr.read_ack >= ctx])
+
+    def _trace_confirmed(self, index: int, reads: int, peers: list[str]) -> None:
+        # Dissertation 6.4, ReadIndex step 3: reads released at `index`, with the
+        # followers whose replies to a message sent after the reads arrived confirmed
+        # the leadership (checker.raft_rules read-quorum).
+        self._trace("confirmed", term=self._term, index=index, reads=reads,
+                    voters=len(self.peers) + 1, peers=sorted(peers))
 
     # ------------------------------------------------------------------ outputs
     def _send_append(self, p: str, pr: Progress, force: bool) -> None:

@@ -75,7 +75,10 @@ class Ready:
     caller to log after persisting and before sending (docs/spec.md section 5): a
     granted vote with both logs' last (term, index) (section 5.4.1), a new leader
     followed and its term (Figure 2, AppendEntries receiver 1), the first read index
-    of a term and the term of its entry (dissertation 6.4)."""
+    of a term and the term of its entry (dissertation 6.4), each commit advance with
+    the indexes the followers' replies confirmed (Figure 2, rules for leaders), each
+    batch of reads released with the followers that confirmed the leadership for it
+    (dissertation 6.4, ReadIndex step 3)."""
 
     hard_state: HardState | None = None
     snapshot: Snapshot | None = None
@@ -101,18 +104,21 @@ class Ready:
 
 class Progress:
     """A leader's view of one follower: nextIndex and matchIndex (Figure 2, leader
-    state). `probing`: the follower's log position is unknown, so at most one
+    state). `acked`: the highest index a reply of this leadership confirmed (what
+    matchIndex must follow; traced with each commit). `probing`: the follower's log
+    position is unknown, so at most one
     AppendEntries is in flight; otherwise entries are pipelined (next advances
     optimistically as they are sent). `snap_index` > 0: the follower is behind the
     log's base and gets that snapshot (Figure 13), one chunk in flight, from
     `snap_offset`."""
 
-    __slots__ = ("next", "match", "probing", "probe_sent", "read_ack", "dirty",
+    __slots__ = ("next", "match", "acked", "probing", "probe_sent", "read_ack", "dirty",
                  "snap_index", "snap_offset")
 
     def __init__(self, next_index: int) -> None:
         self.next = next_index
         self.match = 0
+        self.acked = 0
         self.probing = True
         self.probe_sent = False
         self.read_ack = 0

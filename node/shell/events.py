@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 EVENT_PREFIX = "raft-event "
-# The "start" line's `trace`: this node's vote lines carry both logs' last (term, index)
-# and it writes stable, follow and read lines
-TRACE_VERSION = 1
+# The "start" line's `trace`: 1, this node's vote lines carry both logs' last (term,
+# index) and it writes stable, follow and read lines; 2, also acked and confirmed lines
+TRACE_VERSION = 2
 STABLE_EVERY_S = 1.0    # at most one `stable` line a second
 
 _events = logging.getLogger("raftcheck.node.events")
