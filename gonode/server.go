@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +43,10 @@ type Server struct {
 	// the last `stable` line: the index told and when
 	stableTold uint64
 	stableAt   time.Time
-	boot                       string
-	nextID                     atomic.Uint64
-	stopc                      chan struct{}
-	done                       chan struct{}
+	boot       string
+	nextID     atomic.Uint64
+	stopc      chan struct{}
+	done       chan struct{}
 
 	mu        sync.Mutex // guards what follows (shared with the HTTP handlers)
 	role      raft.StateType
@@ -196,7 +197,11 @@ func (s *Server) ready(rd raft.Ready) {
 		if rd.HardState != nil {
 			s.ledFrom = rd.HardState.GetCommit()
 		}
-	} else if role == raft.StateLeader && rd.HardState != nil && s.ledTerm == s.pTerm &&
+	}
+	if role == raft.StateLeader && rd.HardState != nil && rd.HardState.GetCommit() > s.commit {
+		s.traceCommit(rd.HardState.GetCommit())
+	}
+	if role == raft.StateLeader && rd.HardState != nil && s.ledTerm == s.pTerm &&
 		s.toldTerm != s.pTerm && rd.HardState.GetCommit() > s.ledFrom {
 		// the leader's first commit of its term, and the term of the entry it counted
 		c := rd.HardState.GetCommit()
@@ -273,6 +278,9 @@ func (s *Server) ready(rd raft.Ready) {
 	// applied up to the commit index the leader confirmed with a quorum.
 	s.mu.Lock()
 	for _, rs := range rd.ReadStates {
+		if s.role == raft.StateLeader {
+			s.traceConfirmed(rs)
+		}
 		if s.role == raft.StateLeader && s.readTerm != s.pTerm {
 			// dissertation 6.4: the first read index of a term holds an entry of it
 			s.readTerm = s.pTerm
@@ -326,6 +334,45 @@ func roleName(r raft.StateType) string {
 		return "pre-candidate"
 	}
 	return "follower"
+}
+
+// traceCommit writes an `acked` line: the leader moved its commit index to c (Figure 2,
+// rules for leaders: an entry of its term held by a majority), with the index each
+// follower's replies confirmed in this term and the leader's own last index.
+func (s *Server) traceCommit(c uint64) {
+	et, err := s.storage.Term(c)
+	if err != nil {
+		return
+	}
+	own, _ := s.storage.LastIndex()
+	acked := s.trace.ackedIn(s.pTerm)
+	peers := map[string]uint64{}
+	for i, id := range s.cfg.IDs {
+		if rid := uint64(i + 1); rid != s.cfg.RaftID {
+			peers[id] = acked[rid]
+		}
+	}
+	s.events.Emit("acked", map[string]any{"term": s.pTerm, "index": c, "entry_term": et,
+		"own": own, "peers": peers})
+}
+
+// traceConfirmed writes a `confirmed` line: the leader released a read at rs.Index
+// (dissertation 6.4, ReadIndex step 3) after these followers answered a read heartbeat
+// sent after it was asked.
+func (s *Server) traceConfirmed(rs raft.ReadState) {
+	acks, ok := s.trace.readConfirmed(string(rs.RequestCtx))
+	if !ok {
+		return
+	}
+	peers := []string{}
+	for id := range acks {
+		if id != s.cfg.RaftID {
+			peers = append(peers, s.cfg.NameOf(id))
+		}
+	}
+	sort.Strings(peers)
+	s.events.Emit("confirmed", map[string]any{"term": s.pTerm, "index": rs.Index, "reads": 1,
+		"voters": len(s.cfg.IDs), "peers": peers})
 }
 
 // tellStable writes a `stable` line (at most once a second, as it moves): every entry
@@ -433,6 +480,7 @@ func (s *Server) Read(key json.RawMessage) Result {
 	s.mu.Lock()
 	s.reads[rctx] = pr
 	s.mu.Unlock()
+	s.trace.readAsked(rctx)
 	if err := s.node.ReadIndex(ctx, []byte(rctx)); err != nil {
 		s.mu.Lock()
 		delete(s.reads, rctx)

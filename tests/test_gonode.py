@@ -79,7 +79,8 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
     assert set(inv["invariants"]) == {"election-safety", "one-vote-per-term",
                                       "terms-never-decrease", "commit-rule",
                                       "log-durable", "election-restriction",
-                                      "current-term-leader", "read-index"}
+                                      "current-term-leader", "read-index", "commit-quorum",
+                                      "read-quorum"}
     ch = inv["checked"]
     assert ch["election-safety"]["leader_events"] >= 1, ch
     assert ch["commit-rule"]["commit_events"] >= 1, ch
@@ -87,6 +88,8 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
     assert ch["election-restriction"]["votes_compared"] >= 1, ch
     assert ch["current-term-leader"]["leaders_followed"] >= 1, ch
     assert ch["read-index"]["first_reads_of_a_term"] >= 1, ch
+    assert ch["commit-quorum"]["commits_checked"] >= 1, ch
+    assert ch["read-quorum"]["read_batches_checked"] >= 1, ch
     assert any("committed-on-a-majority, log-matching, state-machine-safety not checked" in w
                for w in results["warnings"])
     st = results["stats"]
