@@ -187,26 +187,129 @@ def _html_failed(file: str, why: str) -> int:
     return 254
 
 
+def _check_file(args: argparse.Namespace, file: str) -> int:
+    """`_check_one`, a bad input reported as one line (exit code 254)."""
+    try:
+        return _check_one(args, file)
+    except BadInput as e:
+        if e.file is None:
+            e.file = file
+        print(f"raftcheck: error: {e}", file=sys.stderr, flush=True)
+        if args.json:
+            print(json.dumps({"file": file, "valid": None, "error": str(e)}), flush=True)
+        else:
+            print(f"{file}\terror", flush=True)
+        return 254
+
+
 def run(args: argparse.Namespace) -> int:
     from checker.models import get_model
     initial = None if args.initial is None else parse_initial(args.initial)
     args.model_obj = get_model(args.model, initial)
     if args.html:
         check_html_target(args.html, len(args.files))
+    files = list(args.files)
+    at = split_point(files, args.memory_limit)
+    child = None if at is None else fork_share(args, files[at:])
+    if child is None:
+        at = len(files)
+    codes = [_check_file(args, f) for f in files[:at]]
+    if child is not None:
+        codes += replay_share(args, child, files[at:])
     worst = 0
-    for file in args.files:
-        try:
-            code = _check_one(args, file)
-        except BadInput as e:
-            if e.file is None:
-                e.file = file
-            print(f"raftcheck: error: {e}", file=sys.stderr, flush=True)
-            if args.json:
-                print(json.dumps({"file": file, "valid": None, "error": str(e)}),
-                      flush=True)
-            else:
-                print(f"{file}\terror", flush=True)
-            code = 254
+    for code in codes:
         if _RANK[code] > _RANK[worst]:
             worst = code
     return worst
+
+
+# -- two cores ---------------------------------------------------------------------
+# Many small files (a corpus) are checked by two processes: this one takes the first
+# files, a forked child the rest, whose output is printed after this one's, so the
+# output is the same as one process's, file by file in order. A file large enough to
+# be checked by worker processes of its own (checker.partition), a memory limit (per
+# process) or a single core keep one process.
+
+SPLIT_MIN_BYTES = 64 * 1024        # below: forking costs more than it saves
+SPLIT_MAX_FILE_BYTES = 1 << 20     # above: the checker's own workers use the cores
+
+
+def split_point(files: list[str], memory_limit: float | None) -> int | None:
+    """Where the child's share (a suffix of `files`) starts: the split that leaves the
+    two shares' sizes closest; None for one process."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    if len(files) < 2 or memory_limit is not None or not hasattr(os, "fork") or cores < 2:
+        return None
+    try:
+        sizes = [os.path.getsize(f) for f in files]
+    except OSError:
+        return None   # the file's own check says what is wrong with it
+    total = sum(sizes)
+    if total < SPLIT_MIN_BYTES or max(sizes) > SPLIT_MAX_FILE_BYTES:
+        return None
+    best, prefix = None, 0
+    for i in range(1, len(files)):
+        prefix += sizes[i - 1]
+        cost = max(prefix, total - prefix)
+        if best is None or cost < best[0]:
+            best = (cost, i)
+    return best[1] if best else None
+
+
+def fork_share(args: argparse.Namespace, share: list[str]) -> tuple[int, int] | None:
+    """Fork a child that checks `share`, its stdout and stderr kept per file, and
+    writes [[code, stdout, stderr], ...] as JSON to a pipe; (pid, read end), or None
+    if it could not be forked."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        os.close(w)
+        return pid, r
+    try:   # the child: never returns
+        os.close(r)
+        out = []
+        for f in share:
+            o, e = io.StringIO(), io.StringIO()
+            with redirect_stdout(o), redirect_stderr(e):
+                code = _check_file(args, f)
+            out.append([code, o.getvalue(), e.getvalue()])
+        with os.fdopen(w, "w") as pipe:
+            json.dump(out, pipe)
+    finally:
+        os._exit(0)
+
+
+def replay_share(args: argparse.Namespace, child: tuple[int, int],
+                 share: list[str]) -> list[int]:
+    """The child's exit codes, its output printed as if this process had checked
+    `share` (progress lines only where stderr is not a terminal: they were news only
+    while the check ran). A child that left no results: `share` is checked here."""
+    pid, r = child
+    with os.fdopen(r) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    try:
+        results = json.loads(text)
+        assert len(results) == len(share)
+    except (ValueError, AssertionError):
+        return [_check_file(args, f) for f in share]
+    live = sys.stderr.isatty()
+    codes = []
+    for code, out, err in results:
+        if live:   # progress lines say "FILE: ..." and end with a newline each
+            err = "".join(ln for ln in err.splitlines(keepends=True)
+                          if ln.startswith("raftcheck: ") or ": report" in ln)
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        sys.stderr.write(err)
+        sys.stderr.flush()
+        codes.append(code)
+    return codes

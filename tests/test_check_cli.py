@@ -295,3 +295,45 @@ def test_knossos_multi_register_history():
     assert code == 1 and "read 0 from" in out
     code, out, err = run(good, "--model", "mutex", "--initial", "{}")
     one_error_line(code, out, err, None, "--initial", "mutex")
+
+
+def test_many_files_on_two_cores_print_what_one_process_prints(files, tmp_path):
+    """A corpus (over SPLIT_MIN_BYTES) is split between this process and a forked
+    child; the output, file by file in order, and the exit code are one process's
+    (a memory limit keeps one process)."""
+    from campaign.check_cmd import SPLIT_MIN_BYTES, split_point
+    big = []
+    for i in range(900):
+        big += [("invoke", i % 7, "write", i), ("ok", i % 7, "write", i),
+                ("invoke", 7, "read", None), ("ok", 7, "read", i)]
+    corpus = [write(tmp_path / "big1.jsonl", big), files["invalid"], files["bad"],
+              files["valid"], write(tmp_path / "big2.jsonl", big)]
+    assert sum(p.stat().st_size for p in corpus) > SPLIT_MIN_BYTES
+    at = split_point([str(p) for p in corpus], None)
+    assert at is not None and 1 <= at < len(corpus)
+    assert split_point([str(p) for p in corpus], 100.0) is None
+    both = run(*corpus)
+    one = run("--memory-limit", "100000", *corpus)
+    assert both == one
+    code, out, err = both
+    assert code == 254
+    assert [ln.split("\t") for ln in out.splitlines() if "\t" in ln] == [
+        [str(corpus[0]), "true"], [str(corpus[1]), "false"], [str(corpus[2]), "error"],
+        [str(corpus[3]), "true"], [str(corpus[4]), "true"]]
+    assert err.count("raftcheck: error:") == 1
+
+
+def test_split_point_balances_the_shares_and_keeps_small_or_large_corpora_whole(tmp_path):
+    from campaign.check_cmd import SPLIT_MAX_FILE_BYTES, split_point
+    sizes = [10_000, 10_000, 60_000, 30_000, 30_000]
+    paths = []
+    for i, n in enumerate(sizes):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"x" * n)
+        paths.append(str(p))
+    assert split_point(paths, None) == 3          # 80,000 | 60,000
+    assert split_point(paths[:1], None) is None   # one file
+    assert split_point(paths[:2], None) is None   # 20,000 bytes: not worth a fork
+    (tmp_path / "huge").write_bytes(b"x" * (SPLIT_MAX_FILE_BYTES + 1))
+    assert split_point(paths + [str(tmp_path / "huge")], None) is None
+    assert split_point(paths + [str(tmp_path / "missing")], None) is None
