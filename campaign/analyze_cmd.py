@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     exits = old_health.get("unexpected_exits") if isinstance(old_health, dict) else None
     if evidence.has_evidence(run_dir):
         evidence.add_to_results(results, evidence.check_run(
-            run_dir, node_ids(run_dir, test), exits if isinstance(exits, list) else None))
+            run_dir, node_ids(run_dir, test), exits if isinstance(exits, list) else None,
+            ops))
     else:
         results["warnings"].append("no node logs or data in the run folder: only the "
                                    "history was checked")

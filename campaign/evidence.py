@@ -46,10 +46,12 @@ def has_evidence(run_dir: Path | str) -> bool:
 
 
 def check_run(run_dir: Path | str, node_ids: list[str],
-              unexpected_exits: list[dict] | None) -> dict[str, dict]:
+              unexpected_exits: list[dict] | None, ops: list | None = None
+              ) -> dict[str, dict]:
     """Both checkers on the evidence in `run_dir`. `unexpected_exits` is the cluster's
-    list (None: not recorded, e.g. an older stored run). Never raises: a checker that
-    fails is "unknown" with its error."""
+    list (None: not recorded, e.g. an older stored run); `ops`, the run's history,
+    adds the `exactly-once` invariant. Never raises: a checker that fails is
+    "unknown" with its error."""
     run_dir = Path(run_dir)
     logs: dict[str, NodeLog | None] = {}
     nodes: list[NodeEvidence] = []
@@ -68,7 +70,7 @@ def check_run(run_dir: Path | str, node_ids: list[str],
     out: dict[str, dict] = {}
     for name, fn in (("node-health", lambda: node_health(node_ids, logs, unexpected_exits,
                                                          wal_problems)),
-                     ("raft-invariants", lambda: check_invariants(nodes))):
+                     ("raft-invariants", lambda: check_invariants(nodes, ops))):
         try:
             out[name] = fn()
         except Exception as e:  # evidence never loses a run: say what went wrong

@@ -544,7 +544,7 @@ def run_test(options: TestOptions, out: TextIO = sys.stdout,
         print(f"CRASHED: {msg}\n{run_dir}", file=out)
         return RunOutcome(run_dir, "unknown", EXIT_INTERNAL, results, error=msg)
     t_evidence = time.monotonic()
-    checks = evidence.check_run(run_dir, cluster.node_ids, exits)
+    checks = evidence.check_run(run_dir, cluster.node_ids, exits, ops)
     if options.node_command is not None or options.node_image is not None:
         evidence.leave_out_missing_invariants(checks, results)
     evidence.add_to_results(results, checks)

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from checker import raft_rules
+from checker import raft_rules, replay
 from checker.raft_evidence import (DurableState, Event, InvariantResult, NodeEvidence,
                                    Violation, cut, json_text, missing, result)
 
@@ -81,6 +81,7 @@ INVARIANTS: dict[str, str] = {
     "log-durable": "a restart recovers every committed entry the node believed durable "
                    "(Figure 2, persistent state)",
     **raft_rules.RULES,
+    "exactly-once": replay.PROPERTY,
 }
 MAX_DETAILS = 50        # structured violations kept for the report (all lines are kept)
 MAX_VIOLATIONS = 1000   # one-line violations kept per invariant
@@ -405,10 +406,13 @@ CHECKS: dict[str, Callable[[list[NodeEvidence]], InvariantResult]] = {
 }
 
 
-def check_invariants(nodes: list[NodeEvidence]) -> dict:
+def check_invariants(nodes: list[NodeEvidence], ops: list | None = None) -> dict:
     """Every invariant on the evidence of `nodes`: the "raft-invariants" checker of
-    results.json (docs/spec.md section 8)."""
+    results.json (docs/spec.md section 8); with the run's history `ops`, also
+    `exactly-once` (checker.replay)."""
     results = {name: fn(nodes) for name, fn in CHECKS.items()}
+    if ops is not None:
+        results["exactly-once"] = replay.exactly_once(nodes, ops)
     lines: list[str] = []
     details: list[dict] = []
     summary: dict[str, dict] = {}

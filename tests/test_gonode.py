@@ -74,6 +74,7 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
     # raftcheck's WAL are left out of the verdict, and the run says so
     inv = results["checkers"]["raft-invariants"]
     assert inv["valid"] is True and inv["not_checked"] == ["committed-on-a-majority",
+                                                           "exactly-once",
                                                            "log-matching",
                                                            "state-machine-safety"]
     assert set(inv["invariants"]) == {"election-safety", "one-vote-per-term",
@@ -90,7 +91,8 @@ def test_gonode_is_valid_under_every_fault(tmp_path, seed):
     assert ch["read-index"]["first_reads_of_a_term"] >= 1, ch
     assert ch["commit-quorum"]["commits_checked"] >= 1, ch
     assert ch["read-quorum"]["read_batches_checked"] >= 1, ch
-    assert any("committed-on-a-majority, log-matching, state-machine-safety not checked" in w
+    assert any("committed-on-a-majority, exactly-once, log-matching, state-machine-safety "
+               "not checked" in w
                for w in results["warnings"])
     st = results["stats"]
     assert st["faults"]["count"] >= 3 and st["by_phase"]["final"]["ok"] > 0
