@@ -62,7 +62,7 @@ def exactly_once(nodes: list[NodeEvidence], ops: list[Op]) -> InvariantResult:
         found = outcomes.get((inv.f, key, uniq))
         if found is None:
             continue   # never committed, or after the last durable commit index
-        index, applied = found
+        index, applied, held = found
         compared += 1
         if (comp.type == OK) == applied:
             continue
@@ -70,11 +70,11 @@ def exactly_once(nodes: list[NodeEvidence], ops: list[Op]) -> InvariantResult:
         if comp.type == OK:
             text = (f"exactly once (dissertation 6.3): {what} (op {inv.index}) was "
                     f"answered ok, but applying the committed log once, in order, it "
-                    f"fails at log index {index} ({node.node}'s WAL)")
+                    f"fails at log index {index} ({node.node}'s WAL): {held}")
         else:
             text = (f"exactly once (dissertation 6.3): {what} (op {inv.index}) took effect "
-                    f"at log index {index} ({node.node}'s WAL), yet its client was told "
-                    f"it failed ({comp.error or 'no error given'})")
+                    f"at log index {index} ({node.node}'s WAL; {held}), yet its client "
+                    f"was told it failed ({comp.error or 'no error given'})")
         out.append(Violation("exactly-once", text, [node.node], index=index))
     return result(out, {"answers_compared": compared, "log_entries": len(log)}, [])
 
@@ -93,12 +93,13 @@ def _committed_log(nodes: list[NodeEvidence]) -> tuple[NodeEvidence, list] | Non
     return None if best is None else (best[0], best[1])
 
 
-def _replay(log: list) -> dict[tuple, tuple[int, bool]] | None:
-    """(f, key, unique value) -> (log index, applied) of each command's first
-    application; None if a value is not one the replay compares."""
+def _replay(log: list) -> dict[tuple, tuple[int, bool, str]] | None:
+    """(f, key, unique value) -> (log index, applied, what the register held) of each
+    command's first application; None if a value is not one the replay compares."""
     state: dict[str, Any] = {}
+    wrote: dict[str, int] = {}     # key -> the log index that set its value
     sessions: dict[Any, Any] = {}
-    first: dict[tuple, tuple[int, bool]] = {}
+    first: dict[tuple, tuple[int, bool, str]] = {}
     for index, (_, cmd) in enumerate(log, 1):
         if not isinstance(cmd, dict) or type(cmd.get("key")) not in _PLAIN:
             continue   # the no-op, or a command the machine refuses as malformed
@@ -113,18 +114,26 @@ def _replay(log: list) -> dict[tuple, tuple[int, bool]] | None:
             value = cmd["value"]
             if type(value) not in _PLAIN:
                 return None
-            state[key] = value
-            first.setdefault((WRITE, key, json.dumps(value)), (index, True))
+            first.setdefault((WRITE, key, json.dumps(value)), (index, True, _held(
+                state, wrote, key)))
+            state[key], wrote[key] = value, index
         elif op == CAS and "from" in cmd and "to" in cmd:
             old, new = cmd["from"], cmd["to"]
             if type(old) not in _PLAIN or type(new) not in _PLAIN:
                 return None
             cur = state.get(key)
             applied = key in state and type(cur) is type(old) and cur == old
+            first.setdefault((CAS, key, json.dumps(new)), (index, applied, _held(
+                state, wrote, key)))
             if applied:
-                state[key] = new
-            first.setdefault((CAS, key, json.dumps(new)), (index, applied))
+                state[key], wrote[key] = new, index
     return first
+
+
+def _held(state: dict, wrote: dict, key: str) -> str:
+    if key not in state:
+        return "the key was never written"
+    return f"the register held {json.dumps(state[key])}, set at log index {wrote[key]}"
 
 
 def _answers(ops: list[Op]) -> list[tuple[Op, Op]]:

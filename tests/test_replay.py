@@ -54,14 +54,16 @@ def test_a_retry_applied_twice_shows_as_a_failed_answer_for_a_command_that_took_
     assert r.valid is False
     assert [v.text for v in r.violations] == [
         "exactly once (dissertation 6.3): cas [10, 11] on key 1 (op 0) took effect at log "
-        "index 3 (n1's WAL), yet its client was told it failed (precondition-failed)"]
+        "index 3 (n1's WAL; the register held 10, set at log index 2), yet its client "
+        "was told it failed (precondition-failed)"]
 
 
 def test_an_ok_for_a_cas_the_replay_refuses_is_a_violation():
     ops = history((2, "cas", 1, [10, 12], "ok"))
     [v] = exactly_once(cluster(LOG), ops).violations
-    assert "was answered ok, but applying the committed log once, in order, it fails " \
-           "at log index 5" in v.text and v.index == 5
+    assert v.text.endswith("was answered ok, but applying the committed log once, in "
+                           "order, it fails at log index 5 (n1's WAL): the register held "
+                           "11, set at log index 3") and v.index == 5
 
 
 def test_a_command_overtaken_by_its_clients_next_seq_is_not_applied():
