@@ -84,18 +84,21 @@ def chaos_run(bug: str, seed: int, store: Path) -> dict:
     run_dir = next((ln.strip() for ln in reversed(out.splitlines())
                     if ln.strip().startswith(str(store))), None)
     caught: list[str] = []
+    invariants: list[str] = []
     time_limit = nodes = ops = None
     acted = bug_acted(Path(run_dir), bug) if run_dir and bug != CORRECT else None
     if run_dir and (Path(run_dir) / "results.json").exists():
         results = json.loads((Path(run_dir) / "results.json").read_text())
         caught = sorted(name for name, c in results.get("checkers", {}).items()
                         if c.get("valid") is False)
+        invariants = failing_invariants(results)
         test = json.loads((Path(run_dir) / "test.json").read_text())
         time_limit = test.get("options", {}).get("time_limit")
         nodes = test.get("options", {}).get("nodes")
         ops = results.get("stats", {}).get("ops")
     return {"kind": "chaos", "bug": bug, "seed": seed, "exit": code,
             "found": code == 1, "wall_s": round(wall, 2), "caught_by": caught,
+            "invariants": invariants,
             "time_limit": time_limit, "nodes": nodes, "ops": ops, "acted": acted,
             "run_dir": run_dir}
 
@@ -143,6 +146,24 @@ def sim_run(bug: str, seeds: int) -> dict:
             "seeds_run": summary.get("seeds_run"), "failing_seeds": failing}
 
 
+def failing_invariants(results: dict) -> list[str]:
+    """The raft-invariants a run's results.json says failed."""
+    inv = (results.get("checkers", {}).get("raft-invariants") or {}).get("invariants") or {}
+    return sorted(k for k, v in inv.items() if isinstance(v, dict) and v.get("valid") is False)
+
+
+def _invariants_of(row: dict) -> list[str]:
+    """A row's failing invariants (read from its kept run folder for rows recorded
+    before they were)."""
+    if "invariants" in row or not row.get("run_dir"):
+        return row.get("invariants") or []
+    try:
+        return failing_invariants(json.loads((Path(row["run_dir"]) / "results.json")
+                                             .read_text()))
+    except (OSError, ValueError):
+        return []
+
+
 def table(rows: list[dict]) -> str:
     """The per-bug table for docs/benchmarks.md (markdown)."""
     names = [CORRECT] + sorted(BUGS)
@@ -162,10 +183,17 @@ def table(rows: list[dict]) -> str:
         walls = [r["wall_s"] for r in chaos if (r["found"] or name == CORRECT)]
         med = f"{statistics.median(walls):.0f} s" if walls else "-"
         caught: dict[str, int] = {}
+        invariants: dict[str, int] = {}
         for r in chaos:
             for c in r.get("caught_by", []):
                 caught[c] = caught.get(c, 0) + 1
-        by = ", ".join(f"{c} {n}" for c, n in sorted(caught.items(), key=lambda x: -x[1]))
+            for i in _invariants_of(r):
+                invariants[i] = invariants.get(i, 0) + 1
+        inv_text = ", ".join(f"{i} {n}" for i, n in sorted(invariants.items(),
+                                                            key=lambda x: (-x[1], x[0])))
+        by = ", ".join(f"{c} {n}" + (f" ({inv_text})" if c == "raft-invariants" and inv_text
+                                     else "")
+                       for c, n in sorted(caught.items(), key=lambda x: -x[1]))
         layer = BUGS[name].layer if name in BUGS else "-"
         label = "correct node" if name == CORRECT else f"`{name}`"
         chaos_cell = (f"{'invalid' if name == CORRECT else 'found'} {found}/{len(chaos)}"
