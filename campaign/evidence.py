@@ -22,6 +22,7 @@ failure. A run's verdict is the worst of all its checkers (`add_to_results`).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -122,9 +123,22 @@ def _read_wal(run_dir: Path, nid: str, ev: NodeEvidence, problems: dict[str, str
     # A compacted WAL (section 7) starts after its snapshot: the checks compare
     # what follows it. A snapshot newer than the WAL (a crash between the two) does
     # not change what the WAL held.
+    base = getattr(wal, "base", 0)
     ev.durable = DurableState(hs.term, hs.voted_for, commit,
-                              [(e.term, e.command) for e in wal.entries],
-                              base=getattr(wal, "base", 0))
+                              [(e.term, e.command) for e in wal.entries], base=base,
+                              machine=_snapshot_machine(path.parent, base) if base else None)
+
+
+def _snapshot_machine(data_dir: Path, base: int) -> Any:
+    """The state machine in the node's snapshot, if it is the one at `base` (the
+    exactly-once replay starts from it); None otherwise."""
+    from node.shell.storage import SNAP_NAME, StorageCorrupted, decode_snapshot
+    try:
+        snap = decode_snapshot((data_dir / SNAP_NAME).read_bytes())
+        machine = json.loads(snap.data)
+    except (OSError, StorageCorrupted, ValueError):
+        return None
+    return machine if snap.index == base else None
 
 
 # -- node-health ----------------------------------------------------------------

@@ -43,13 +43,17 @@ class DurableState:
     """What a node's WAL held after the run: currentTerm, votedFor, the durable
     commit index (None: a WAL format without it) and the log after `base`, entry i
     at i-base-1. A compacted WAL (section 7) starts after its snapshot's last index
-    `base`: the entries up to it are in the snapshot, not compared here."""
+    `base`: the entries up to it are in the snapshot, not compared here; `machine` is
+    that snapshot's state machine, decoded (the register machine's JSON: "values"
+    [[key, value]...], "sessions" [[client, seq, result]...], "last_applied"), when
+    it is the snapshot at `base`."""
 
     term: int = 0
     vote: str | None = None
     commit: int | None = None
     entries: list[tuple[int, Any]] = field(default_factory=list)  # (term, command)
     base: int = 0
+    machine: Any = None
 
     @property
     def last(self) -> int:

@@ -22,7 +22,8 @@ a raftcheck run: they name the command) and the longest durable committed log (a
 node's WAL up to its durable commit index; State Machine Safety, checked beside
 this, makes every node's committed prefix the same). A command committed after the
 last durable commit index is not replayed, and its answer not compared. A compacted
-WAL (a snapshot) has no beginning to replay from: "unknown".
+WAL starts from its snapshot's registers and session table (a WAL whose snapshot is
+missing or unreadable has no beginning to replay from: "unknown").
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ def exactly_once(nodes: list[NodeEvidence], ops: list[Op]) -> InvariantResult:
         return result([], {"answers_compared": 0},
                       missing(nodes, "durable") or ["no durable commit index"])
     node, log = best
-    if node.durable is not None and node.durable.base > 0:
+    d = node.durable
+    start = _start(d.machine) if d is not None and d.base else ({}, {})
+    if start is None:
         return result([], {"answers_compared": 0},
-                      [f"{node.node}: the WAL starts after a snapshot (index "
-                       f"{node.durable.base}): no beginning to replay from"])
-    outcomes = _replay(log)
+                      [f"{node.node}: the WAL starts after a snapshot (index {d.base}) "
+                       "whose state cannot be read: no beginning to replay from"])
+    outcomes = _replay(log, d.base if d is not None else 0, *start)
     if outcomes is None:
         return result([], {"answers_compared": 0},
                       ["a committed value that is not an integer or a string"])
@@ -80,27 +83,40 @@ def exactly_once(nodes: list[NodeEvidence], ops: list[Op]) -> InvariantResult:
 
 
 def _committed_log(nodes: list[NodeEvidence]) -> tuple[NodeEvidence, list] | None:
-    """The node whose WAL holds the most durable committed entries, and those
-    (term, command) entries."""
+    """The node whose WAL holds the most durable committed entries after its
+    snapshot (if any), and those (term, command) entries."""
     best = None
     for n in nodes:
         d = n.durable
         if d is None or d.commit is None:
             continue
-        upto = min(d.commit, d.last)
-        if best is None or upto > best[2]:
-            best = (n, [d.at(i) for i in range(d.base + 1, upto + 1)], upto)
-    return None if best is None else (best[0], best[1])
+        entries = [d.at(i) for i in range(d.base + 1, min(d.commit, d.last) + 1)]
+        if best is None or len(entries) > len(best[1]):
+            best = (n, entries)
+    return best
 
 
-def _replay(log: list) -> dict[tuple, tuple[int, bool, str]] | None:
+def _start(machine: Any) -> tuple[dict, dict] | None:
+    """The registers and the session table (last seq per client) of a snapshot's
+    state machine (docs/spec.md: the register machine's snapshot), or None."""
+    try:
+        state = {json.dumps(k): v for k, v in machine["values"]}
+        sessions = {json.dumps(c): seq for c, seq, _ in machine["sessions"]}
+    except (TypeError, KeyError, ValueError):
+        return None
+    return state, sessions
+
+
+def _replay(log: list, base: int = 0, state: dict | None = None,
+            sessions: dict | None = None) -> dict[tuple, tuple[int, bool, str]] | None:
     """(f, key, unique value) -> (log index, applied, what the register held) of each
-    command's first application; None if a value is not one the replay compares."""
-    state: dict[str, Any] = {}
-    wrote: dict[str, int] = {}     # key -> the log index that set its value
-    sessions: dict[Any, Any] = {}
+    command's first application after `base`, from the registers `state` and the
+    session table `sessions` there; None if a value is not one the replay compares."""
+    state = dict(state or {})
+    wrote: dict[str, int] = {k: base for k in state}   # key -> the entry that set it
+    sessions = dict(sessions or {})
     first: dict[tuple, tuple[int, bool, str]] = {}
-    for index, (_, cmd) in enumerate(log, 1):
+    for index, (_, cmd) in enumerate(log, base + 1):
         if not isinstance(cmd, dict) or type(cmd.get("key")) not in _PLAIN:
             continue   # the no-op, or a command the machine refuses as malformed
         op, key = cmd.get("op"), json.dumps(cmd["key"])
@@ -115,7 +131,7 @@ def _replay(log: list) -> dict[tuple, tuple[int, bool, str]] | None:
             if type(value) not in _PLAIN:
                 return None
             first.setdefault((WRITE, key, json.dumps(value)), (index, True, _held(
-                state, wrote, key)))
+                state, wrote, key, base)))
             state[key], wrote[key] = value, index
         elif op == CAS and "from" in cmd and "to" in cmd:
             old, new = cmd["from"], cmd["to"]
@@ -124,16 +140,18 @@ def _replay(log: list) -> dict[tuple, tuple[int, bool, str]] | None:
             cur = state.get(key)
             applied = key in state and type(cur) is type(old) and cur == old
             first.setdefault((CAS, key, json.dumps(new)), (index, applied, _held(
-                state, wrote, key)))
+                state, wrote, key, base)))
             if applied:
                 state[key], wrote[key] = new, index
     return first
 
 
-def _held(state: dict, wrote: dict, key: str) -> str:
+def _held(state: dict, wrote: dict, key: str, base: int) -> str:
     if key not in state:
         return "the key was never written"
-    return f"the register held {json.dumps(state[key])}, set at log index {wrote[key]}"
+    at = wrote[key]
+    where = f"by the snapshot at index {at}" if base and at == base else f"at log index {at}"
+    return f"the register held {json.dumps(state[key])}, set {where}"
 
 
 def _answers(ops: list[Op]) -> list[tuple[Op, Op]]:

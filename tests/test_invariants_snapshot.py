@@ -56,3 +56,4 @@ def test_evidence_reads_a_compacted_wal(tmp_path):
     _read_wal(tmp_path, "n1", ev, problems)
     assert not problems and ev.durable is not None
     assert ev.durable.base == 6 and ev.durable.last == 10 and ev.durable.at(7) == LOG[6]
+    assert ev.durable.machine == {}   # the snapshot's state, for the exactly-once replay

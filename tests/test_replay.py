@@ -83,8 +83,9 @@ def test_missing_or_compacted_evidence_is_unknown():
     r = exactly_once([NodeEvidence("n1", None, None, {"durable": "no data/n1/raft.wal"})],
                      ops)
     assert r.valid == "unknown" and "no data/<id>/raft.wal" in r.unknown_reason
-    r = exactly_once(cluster(LOG[1:], base=1), ops)
-    assert r.valid == "unknown" and "starts after a snapshot" in r.unknown_reason
+    r = exactly_once(cluster(LOG[1:], base=1), ops)     # no snapshot state at hand
+    assert r.valid == "unknown" and "starts after a snapshot (index 1) whose state " \
+        "cannot be read" in r.unknown_reason
 
 
 def test_it_is_an_invariant_of_a_run_with_a_history():
@@ -92,3 +93,17 @@ def test_it_is_an_invariant_of_a_run_with_a_history():
     out = check_invariants(cluster(LOG), ops)
     assert out["invariants"]["exactly-once"]["valid"] is False
     assert "exactly-once" not in check_invariants(cluster(LOG))["invariants"]
+
+
+def test_a_compacted_wal_is_replayed_from_its_snapshots_state():
+    """The snapshot at index 3 holds key 1 = 11 and client c1 at seq 1: the retry of
+    c1's cas after it is deduplicated, and c2's cas from 10 is refused."""
+    machine = {"last_applied": 3, "values": [[1, 11]], "sessions": [["c1", 1, {"ok": True}]]}
+    nodes = [NodeEvidence("n1", DurableState(1, None, 5, [(1, LOG[3]), (1, LOG[4])], base=3,
+                                             machine=machine))]
+    ops = history((1, "cas", 1, [10, 11], "ok"),
+                  (2, "cas", 1, [10, 12], "fail", "precondition-failed"))
+    r = exactly_once(nodes, ops)
+    assert r.valid is True and r.checked["answers_compared"] == 1   # c1's was before it
+    [v] = exactly_once(nodes, history((2, "cas", 1, [10, 12], "ok"))).violations
+    assert v.text.endswith("the register held 11, set by the snapshot at index 3")
