@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         check_html_target(args.html, len(args.files))
     files = list(args.files)
-    at = split_point(files, args.memory_limit)
+    at = split_point(files)
     child = None if at is None else fork_share(args, files[at:])
     if child is None:
         at = len(files)
@@ -226,20 +226,20 @@ def run(args: argparse.Namespace) -> int:
 # -- two cores ---------------------------------------------------------------------
 # Many small files (a corpus) are checked by two processes: this one takes the first
 # files, a forked child the rest, whose output is printed after this one's, so the
-# output is the same as one process's, file by file in order. A file large enough to
-# be checked by worker processes of its own (checker.partition), a memory limit (per
-# process) or a single core keep one process.
+# output is the same as one process's, file by file in order (--memory-limit is per
+# file, in either process). A file large enough to be checked by worker processes of
+# its own (checker.partition) or a single core keep one process.
 
 SPLIT_MIN_BYTES = 64 * 1024        # below: forking costs more than it saves
 SPLIT_MAX_FILE_BYTES = 1 << 20     # above: the checker's own workers use the cores
 
 
-def split_point(files: list[str], memory_limit: float | None) -> int | None:
+def split_point(files: list[str]) -> int | None:
     """Where the child's share (a suffix of `files`) starts: the split that leaves the
     two shares' sizes closest; None for one process."""
     affinity = getattr(os, "sched_getaffinity", None)
     cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
-    if len(files) < 2 or memory_limit is not None or not hasattr(os, "fork") or cores < 2:
+    if len(files) < 2 or not hasattr(os, "fork") or cores < 2:
         return None
     try:
         sizes = [os.path.getsize(f) for f in files]
