@@ -49,12 +49,13 @@ def exactly_once(nodes: list[NodeEvidence], ops: list[Op]) -> InvariantResult:
                       missing(nodes, "durable") or ["no durable commit index"])
     node, log = best
     d = node.durable
-    start = _start(d.machine) if d is not None and d.base else ({}, {})
+    assert d is not None   # _committed_log picks only nodes with a WAL
+    start = _start(d.machine) if d.base else ({}, {})
     if start is None:
         return result([], {"answers_compared": 0},
                       [f"{node.node}: the WAL starts after a snapshot (index {d.base}) "
                        "whose state cannot be read: no beginning to replay from"])
-    outcomes = _replay(log, d.base if d is not None else 0, *start)
+    outcomes = _replay(log, d.base, *start)
     if outcomes is None:
         return result([], {"answers_compared": 0},
                       ["a committed value that is not an integer or a string"])
